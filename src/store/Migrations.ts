@@ -1,0 +1,50 @@
+/**
+ * Schema changes, in order. Each runs once, inside the migrator's transaction.
+ *
+ * - `formulas.fingerprint` is UNIQUE: the database, not the application, decides
+ *   what a duplicate is (the in-memory cache is only a shortcut in front of it).
+ * - `seq` orders formulas for pagination; `id` is what clients see.
+ * - `outbox` holds each formula's `FormulaSubmitted` message, written in the
+ *   same transaction as the formula: the message exists iff the formula does.
+ */
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql"
+import * as Migrator from "effect/sql/Migrator"
+
+export const migrations = Migrator.fromRecord({
+  "0001_create_formulas": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`
+      CREATE TABLE formulas (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id uuid NOT NULL UNIQUE,
+        fingerprint text NOT NULL UNIQUE,
+        name text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`
+    yield* sql`
+      CREATE TABLE formula_materials (
+        formula_id uuid NOT NULL REFERENCES formulas (id) ON DELETE CASCADE,
+        position integer NOT NULL,
+        name text NOT NULL,
+        concentration numeric(9, 6) NOT NULL,
+        PRIMARY KEY (formula_id, position)
+      )`
+  }),
+  "0002_create_outbox": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`
+      CREATE TABLE outbox (
+        message_id uuid PRIMARY KEY,
+        formula_id uuid NOT NULL UNIQUE REFERENCES formulas (id) ON DELETE CASCADE,
+        body jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        delivered_at timestamptz
+      )`
+    // Start-up recovery scans only what is still undelivered.
+    yield* sql`CREATE INDEX outbox_undelivered ON outbox (created_at) WHERE delivered_at IS NULL`
+  })
+})
+
+/** Runs every pending migration; safe to call from several processes at once (the migrator locks its table). */
+export const runMigrations = Migrator.make({})({ loader: migrations })
