@@ -27,7 +27,9 @@ export const migrations = Migrator.fromRecord({
         formula_id uuid NOT NULL REFERENCES formulas (id) ON DELETE CASCADE,
         position integer NOT NULL,
         name text NOT NULL,
-        concentration numeric(9, 6) NOT NULL,
+        -- Unconstrained numeric keeps the exact decimal as written (already normalized).
+        concentration numeric NOT NULL
+          CHECK (concentration > 0 AND concentration <= 100 AND scale(concentration) <= 6),
         PRIMARY KEY (formula_id, position)
       )`
   }),

@@ -1,0 +1,134 @@
+/**
+ * One function per SQL statement the store runs. Values are always bound
+ * through the `sql` tag, never spliced into the text. Statements run on the
+ * transaction's connection automatically when called inside `withTransaction`.
+ */
+import { Array as Arr, Effect } from "effect"
+import type { PgClient } from "@effect/sql-pg"
+
+export interface MaterialRow {
+  readonly name: string
+  /** Normalized exact decimal, e.g. "15.5". */
+  readonly concentration: string
+}
+
+export interface FormulaRow {
+  readonly seq: string
+  readonly id: string
+  readonly fingerprint: string
+  readonly name: string
+  readonly createdAt: Date
+  readonly materials: ReadonlyArray<MaterialRow>
+  readonly messageId: string
+  readonly deliveredAt: Date | null
+}
+
+interface FormulaSelectRow {
+  readonly seq: string
+  readonly id: string
+  readonly fingerprint: string
+  readonly name: string
+  readonly created_at: Date
+  readonly message_id: string
+  readonly delivered_at: Date | null
+  readonly materials: ReadonlyArray<MaterialRow> | string
+}
+
+const toFormulaRow = (row: FormulaSelectRow): FormulaRow => ({
+  seq: row.seq,
+  id: row.id,
+  fingerprint: row.fingerprint,
+  name: row.name,
+  createdAt: row.created_at,
+  materials: typeof row.materials === "string" ? JSON.parse(row.materials) : row.materials,
+  messageId: row.message_id,
+  deliveredAt: row.delivered_at
+})
+
+export const makeFormulaSql = (sql: PgClient.PgClient) => {
+  /** Inserts the formula unless its fingerprint exists; true when inserted, false for a duplicate. */
+  const insertFormulaIfNew = (formula: {
+    readonly id: string
+    readonly fingerprint: string
+    readonly name: string
+    readonly createdAt: Date
+  }) =>
+    Effect.map(
+      sql`
+        INSERT INTO formulas (id, fingerprint, name, created_at)
+        VALUES (${formula.id}, ${formula.fingerprint}, ${formula.name}, ${formula.createdAt})
+        ON CONFLICT (fingerprint) DO NOTHING
+        RETURNING 1`,
+      (rows) => rows.length > 0
+    )
+
+  /**
+   * The id owning a fingerprint. Read after a conflicting insert: at READ
+   * COMMITTED the insert waited for the winner to commit, and this statement's
+   * fresh snapshot sees it.
+   */
+  const findIdByFingerprint = (fingerprint: string) =>
+    Effect.map(sql<{ id: string }>`SELECT id::text AS id FROM formulas WHERE fingerprint = ${fingerprint}`, (rows) =>
+      rows[0]?.id
+    )
+
+  const insertMaterials = (formulaId: string, materials: Arr.NonEmptyReadonlyArray<MaterialRow>) =>
+    Effect.asVoid(
+      sql`INSERT INTO formula_materials ${sql.insert(
+        Arr.map(materials, (material, position) => ({
+          formula_id: formulaId,
+          position,
+          name: material.name,
+          concentration: material.concentration
+        }))
+      )}`
+    )
+
+  const insertOutboxMessage = (message: { readonly messageId: string; readonly formulaId: string; readonly body: unknown }) =>
+    Effect.asVoid(sql`
+      INSERT INTO outbox (message_id, formula_id, body)
+      VALUES (${message.messageId}, ${message.formulaId}, ${sql.json(message.body)})`)
+
+  /** Whether a message's transaction committed: asked after a COMMIT whose answer was lost. */
+  const outboxMessageExists = (messageId: string) =>
+    Effect.map(sql`SELECT 1 FROM outbox WHERE message_id = ${messageId}`, (rows) => rows.length > 0)
+
+  // One statement returns formulas with their materials and message state, so
+  // a page costs one round trip whatever its size.
+  const selectFormulas = sql`
+    SELECT f.seq::text AS seq, f.id::text AS id, f.fingerprint, f.name, f.created_at,
+           o.message_id::text AS message_id, o.delivered_at,
+           (SELECT json_agg(json_build_object('name', m.name, 'concentration', m.concentration::text)
+                            ORDER BY m.position)
+              FROM formula_materials m WHERE m.formula_id = f.id) AS materials
+      FROM formulas f
+      JOIN outbox o ON o.formula_id = f.id`
+
+  const selectFormulaById = (id: string) =>
+    Effect.map(sql<FormulaSelectRow>`${selectFormulas} WHERE f.id = ${id}`, (rows) =>
+      rows.length === 0 ? undefined : toFormulaRow(rows[0]!)
+    )
+
+  /** Newest first; `beforeSeq` is the last row of the previous page. */
+  const selectFormulaPage = (options: { readonly limit: number; readonly beforeSeq: string | undefined }) =>
+    Effect.map(
+      options.beforeSeq === undefined
+        ? sql<FormulaSelectRow>`${selectFormulas} ORDER BY f.seq DESC LIMIT ${options.limit}`
+        : sql<FormulaSelectRow>`${selectFormulas} WHERE f.seq < ${options.beforeSeq}::bigint
+            ORDER BY f.seq DESC LIMIT ${options.limit}`,
+      (rows) => rows.map(toFormulaRow)
+    )
+
+  const ping = Effect.asVoid(sql`SELECT 1`)
+
+  return {
+    insertFormulaIfNew,
+    findIdByFingerprint,
+    insertMaterials,
+    insertOutboxMessage,
+    outboxMessageExists,
+    selectFormulaById,
+    selectFormulaPage,
+    ping
+  }
+}
