@@ -1,0 +1,155 @@
+/**
+ * In-process consumers of the MessageQueue.
+ *
+ * `consume(handler, { concurrency })` runs `concurrency` workers in the current
+ * scope. Each long-polls for one message at a time and runs the handler with it:
+ * success acks; failure (or defect) nacks with exponential backoff, carrying the
+ * error text as the message's last error, so after `maxDeliveries` the queue
+ * dead-letters it. While a handler runs, a heartbeat extends the visibility
+ * timeout (every half timeout by default), so a slow handler is not redelivered
+ * to someone else.
+ *
+ * Shutdown (closing the scope): workers stop taking messages; handlers still
+ * running get `shutdownGracePeriod` (default 0) to finish and ack or nack; the
+ * rest are interrupted and their messages released to the front of the queue
+ * without counting the attempt. Nothing is dropped: every received message is
+ * acked, nacked or released before the scope finishes closing.
+ */
+import { Cause, Duration, Effect, Exit, Fiber, Predicate, type Scope } from "effect"
+import { type Delivery, MessageQueue } from "./MessageQueue.ts"
+
+export interface ConsumeOptions {
+  /** Handlers running at once (each worker holds at most one message). */
+  readonly concurrency: number
+  /** Visibility timeout of each delivery; default the queue's. */
+  readonly visibilityTimeout?: Duration.Input | undefined
+  /** How often a running handler's delivery is extended; default half the visibility timeout. */
+  readonly heartbeat?: Duration.Input | undefined
+  /** Long-poll wait of an idle worker; default 20 seconds. */
+  readonly pollWait?: Duration.Input | undefined
+  /** Nack delay after attempt n: min(max, initial × 2^(n−1)); defaults 1 second and 5 minutes. */
+  readonly backoff?:
+    | {
+        readonly initial?: Duration.Input | undefined
+        readonly max?: Duration.Input | undefined
+      }
+    | undefined
+  /** How long running handlers may finish when the consumer stops; default 0. */
+  readonly shutdownGracePeriod?: Duration.Input | undefined
+}
+
+const millis = (input: Duration.Input | undefined, fallback: number): number =>
+  input === undefined ? fallback : Math.max(0, Duration.toMillis(input))
+
+/** Nack delay (ms) after a failed attempt `attempt` (1-based). */
+export const backoffDelay = (attempt: number, initialMs: number, maxMs: number): number =>
+  Math.min(maxMs, initialMs * 2 ** Math.max(0, attempt - 1))
+
+const maxErrorLength = 2_000
+
+/** A short description of why a handler failed, kept as the message's last error. */
+export const describeFailure = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  let text: string
+  if (error instanceof Error) {
+    const tag = Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? error._tag : error.name
+    text = error.message === "" ? tag : `${tag}: ${error.message}`
+  } else if (typeof error === "string") {
+    text = error
+  } else {
+    try {
+      text = JSON.stringify(error) ?? String(error)
+    } catch {
+      text = String(error)
+    }
+  }
+  return text.length > maxErrorLength ? text.slice(0, maxErrorLength) + "…" : text
+}
+
+export const consume = Effect.fnUntraced(function* <E, R>(
+  handler: (delivery: Delivery) => Effect.Effect<unknown, E, R>,
+  options: ConsumeOptions
+): Effect.fn.Return<void, never, MessageQueue | R | Scope.Scope> {
+  const queue = yield* MessageQueue
+  const concurrency = Math.max(1, Math.floor(options.concurrency))
+  const visibilityMs = millis(options.visibilityTimeout, queue.settings.visibilityTimeoutMs)
+  const heartbeatMs = Math.max(1, millis(options.heartbeat, Math.floor(visibilityMs / 2)))
+  const pollWaitMs = millis(options.pollWait, 20_000)
+  const initialBackoffMs = millis(options.backoff?.initial, 1_000)
+  const maxBackoffMs = millis(options.backoff?.max, 300_000)
+  const graceMs = millis(options.shutdownGracePeriod, 0)
+
+  const heartbeat = (receipt: string) =>
+    Effect.sleep(heartbeatMs).pipe(
+      Effect.andThen(queue.extend(receipt, visibilityMs)),
+      Effect.forever,
+      // Ownership is gone (e.g. the handler outlived a missed heartbeat): the
+      // settle below will say so; nothing more to extend.
+      Effect.catchTag("ReceiptInvalid", () => Effect.void)
+    )
+
+  const settle = (delivery: Delivery, exit: Exit.Exit<unknown, E>) => {
+    const settled = Exit.isSuccess(exit)
+      ? queue.ack(delivery.receipt)
+      : Cause.hasInterruptsOnly(exit.cause)
+        ? queue.release(delivery.receipt)
+        : queue.nack(delivery.receipt, {
+            delay: backoffDelay(delivery.attempt, initialBackoffMs, maxBackoffMs),
+            error: describeFailure(exit.cause)
+          })
+    return settled.pipe(
+      Effect.catchTag("ReceiptInvalid", () =>
+        Effect.logWarning("Consumer lost a delivery before settling it; it will be redelivered", {
+          messageId: delivery.messageId,
+          attempt: delivery.attempt
+        })
+      )
+    )
+  }
+
+  let stopping = false
+
+  interface Worker {
+    busy: boolean
+    fiber: Fiber.Fiber<void> | undefined
+  }
+
+  // Uninterruptible except while waiting for a message and while the handler
+  // runs, so a message is always settled once taken.
+  const work = (worker: Worker) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function* () {
+        while (!stopping) {
+          const deliveries = yield* restore(
+            queue.receive({ max: 1, visibilityTimeout: visibilityMs, wait: pollWaitMs })
+          )
+          for (const delivery of deliveries) {
+            worker.busy = true
+            const exit = yield* Effect.exit(
+              restore(Effect.scoped(Effect.andThen(Effect.forkScoped(heartbeat(delivery.receipt)), handler(delivery))))
+            )
+            yield* settle(delivery, exit)
+            worker.busy = false
+          }
+        }
+      })
+    )
+
+  const workers: Array<Worker> = []
+  for (let i = 0; i < concurrency; i++) {
+    const worker: Worker = { busy: false, fiber: undefined }
+    worker.fiber = yield* Effect.forkScoped(work(worker).pipe(Effect.annotateLogs({ module: "Consumer", worker: i })))
+    workers.push(worker)
+  }
+
+  // Added after the workers, so it runs before their interrupting finalizers.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function* () {
+      stopping = true
+      const fibers = workers.map((worker) => worker.fiber!)
+      yield* Fiber.interruptAll(workers.filter((worker) => !worker.busy).map((worker) => worker.fiber!))
+      if (graceMs > 0) yield* Effect.timeoutOption(Fiber.awaitAll(fibers), graceMs)
+      yield* Fiber.interruptAll(fibers)
+    })
+  )
+})

@@ -1,0 +1,470 @@
+/**
+ * MessageQueue: a bounded, in-memory, at-least-once message queue (SQS-like
+ * visibility timeouts, JetStream-like two-phase publish), owned by one layer.
+ *
+ * Message states:
+ *
+ *   reserve ──► pending ──commit──► ready ──receive──► in-flight ──ack──► (gone; onAck)
+ *                  │                 ▲  ▲                  │
+ *                abort               │  └─ nack(0) / ──────┤
+ *                  ▼                 │     expiry / release│
+ *               (gone)               │                     ├─ nack(delay) ──► delayed ──due──► ready
+ *                                    │                     │
+ *                                redrive ◄── dead-lettered ◄─ expiry or nack after maxDeliveries
+ *                                            (purge ──► gone)
+ *
+ * - Capacity counts pending + ready + delayed + in-flight; dead letters do not
+ *   (they no longer compete for delivery; redrive brings back only as many as fit).
+ * - A message id present in any state (pending, ready, delayed, in-flight,
+ *   dead-lettered) is never added twice. Reserving a pending id joins that
+ *   reservation; reserving an id in any other state returns a no-op handle.
+ *   Acked, aborted and purged ids are forgotten and may be published again.
+ * - Each delivery gets a fresh receipt; only the latest receipt of an in-flight
+ *   message is valid, so one message never has two owners.
+ * - Interruption-safe: receive only waits (interruptibly) while it holds nothing.
+ *
+ * State lives in QueueCore (synchronous, private to this module); all background
+ * work (visibility timeouts, nack delays) is one fiber forked in the layer's scope
+ * and driven by the Clock, so TestClock controls it.
+ */
+import { Cause, Clock, Config, Context, Duration, Effect, Latch, Layer, Metric, Schema } from "effect"
+import {
+  type Counts,
+  type DeadLetter,
+  type Delivery,
+  QueueCore,
+  type Reservation,
+  ReservationHandle,
+  type Totals
+} from "./QueueCore.ts"
+import { QueueFull, ReceiptInvalid } from "./QueueErrors.ts"
+
+export type { DeadLetter, Delivery, Reservation, Totals } from "./QueueCore.ts"
+export { QueueFull, ReceiptInvalid } from "./QueueErrors.ts"
+
+export interface Message {
+  readonly messageId: string
+  /** A JSON value; stored by reference, never copied. */
+  readonly body: unknown
+}
+
+export interface PublishResult {
+  readonly messageId: string
+  /** True when the id was already present and nothing was added. */
+  readonly duplicate: boolean
+}
+
+export interface ReceiveOptions {
+  /** Most messages to return (default 1). */
+  readonly max?: number | undefined
+  /** How long the deliveries stay invisible to others (default: the queue's). */
+  readonly visibilityTimeout?: Duration.Input | undefined
+  /** Long poll: wait up to this long for at least one message (default 0). */
+  readonly wait?: Duration.Input | undefined
+}
+
+export interface NackOptions {
+  /** Stay invisible this long before becoming ready again (default 0). */
+  readonly delay?: Duration.Input | undefined
+  /** Recorded as the message's last error (shown once it is dead-lettered). */
+  readonly error?: string | undefined
+}
+
+export interface QueueStats extends Counts {
+  readonly capacity: number
+  /** pending + ready + delayed + inFlight: what counts against the capacity. */
+  readonly size: number
+  readonly available: number
+  /** Receivers currently long-polling. */
+  readonly waiting: number
+  readonly maxDeliveries: number
+  readonly visibilityTimeoutMs: number
+  readonly totals: Totals
+}
+
+export interface MessageQueueSettings {
+  readonly capacity: number
+  readonly visibilityTimeoutMs: number
+  readonly maxDeliveries: number
+}
+
+export interface MessageQueueOptions<R = never> {
+  /** Default 10000. */
+  readonly capacity?: number | undefined
+  /** Default 30 seconds. */
+  readonly visibilityTimeout?: Duration.Input | undefined
+  /** Default 5. */
+  readonly maxDeliveries?: number | undefined
+  /** The `queue` attribute of the metrics (default "messages"). */
+  readonly name?: string | undefined
+  /**
+   * Runs in the acking fiber after a message was acked (the queue has already
+   * forgotten it), before `ack` returns. Failures are logged, never surfaced to
+   * the acker: the message is gone either way, and at-least-once delivery
+   * (the outbox re-publishing undelivered rows at start-up) covers a missed mark.
+   */
+  readonly onAck?: ((messageId: string) => Effect.Effect<void, unknown, R>) | undefined
+  /** Runs after `purge` dropped dead letters, with their ids. Failures are logged. */
+  readonly onPurge?: ((messageIds: ReadonlyArray<string>) => Effect.Effect<void, unknown, R>) | undefined
+}
+
+export interface MessageQueueService {
+  readonly settings: MessageQueueSettings
+  /** Reserves room for a message, invisible to consumers until committed. */
+  readonly reserve: (message: Message) => Effect.Effect<Reservation, QueueFull>
+  /** Makes a reserved message deliverable. Idempotent; a no-op for a duplicate handle. */
+  readonly commit: (reservation: Reservation) => Effect.Effect<void>
+  /** Drops a reserved message. Idempotent; never touches a committed or pre-existing message. */
+  readonly abort: (reservation: Reservation) => Effect.Effect<void>
+  /**
+   * reserve → `use` → commit when it succeeds, abort when it fails or is
+   * interrupted. For "hold a reservation across a database transaction".
+   */
+  readonly withReservation: <A, E, R>(
+    message: Message,
+    use: (reservation: Reservation) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | QueueFull, R>
+  /** reserve + commit in one step. */
+  readonly publish: (message: Message) => Effect.Effect<PublishResult, QueueFull>
+  readonly receive: (options?: ReceiveOptions) => Effect.Effect<ReadonlyArray<Delivery>>
+  readonly ack: (receipt: string) => Effect.Effect<void, ReceiptInvalid>
+  readonly nack: (receipt: string, options?: NackOptions) => Effect.Effect<void, ReceiptInvalid>
+  /** New visibility deadline = now + `visibilityTimeout`. */
+  readonly extend: (receipt: string, visibilityTimeout: Duration.Input) => Effect.Effect<void, ReceiptInvalid>
+  /**
+   * Gives a delivery back without counting it as an attempt (front of the ready
+   * list). For consumers shutting down; a failed attempt is a `nack`.
+   */
+  readonly release: (receipt: string) => Effect.Effect<void, ReceiptInvalid>
+  readonly deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>>
+  /** Dead letters back to ready, attempts from 1 again, as many as fit; returns how many. */
+  readonly redrive: (options?: { readonly messageIds?: ReadonlyArray<string> | undefined }) => Effect.Effect<number>
+  /** Drops dead letters; returns how many. */
+  readonly purge: (options?: { readonly messageIds?: ReadonlyArray<string> | undefined }) => Effect.Effect<number>
+  readonly stats: Effect.Effect<QueueStats>
+}
+
+const boundedInt = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
+
+/** The queue's environment variables. A bad value fails with a ConfigError naming the variable. */
+export const QueueConfig = Config.all({
+  capacity: Config.schema(boundedInt(1, 100_000_000), "QUEUE_CAPACITY").pipe(Config.withDefault(10_000)),
+  visibilityTimeoutMs: Config.schema(boundedInt(1, 43_200_000), "QUEUE_VISIBILITY_TIMEOUT_MS").pipe(
+    Config.withDefault(30_000)
+  ),
+  maxDeliveries: Config.schema(boundedInt(1, 1_000), "QUEUE_MAX_DELIVERIES").pipe(Config.withDefault(5))
+}).pipe(
+  Config.map(({ capacity, maxDeliveries, visibilityTimeoutMs }) => ({
+    capacity,
+    maxDeliveries,
+    visibilityTimeout: visibilityTimeoutMs
+  }))
+)
+
+export class MessageQueue extends Context.Service<MessageQueue, MessageQueueService>()("app/queue/MessageQueue") {
+  /** Settings from QUEUE_CAPACITY, QUEUE_VISIBILITY_TIMEOUT_MS and QUEUE_MAX_DELIVERIES; no hooks. */
+  static readonly layer: Layer.Layer<MessageQueue, Config.ConfigError> = Layer.effect(
+    MessageQueue,
+    Effect.flatMap(QueueConfig, (settings) => make(settings))
+  )
+
+  /** Settings from the environment, plus hooks (whose requirements become the layer's). */
+  static readonly layerConfig = <R = never>(
+    hooks: Pick<MessageQueueOptions<R>, "onAck" | "onPurge" | "name">
+  ): Layer.Layer<MessageQueue, Config.ConfigError, R> =>
+    Layer.effect(
+      MessageQueue,
+      Effect.flatMap(QueueConfig, (settings) => make({ ...hooks, ...settings }))
+    )
+
+  /** Explicit settings, for tests and embedding. Invalid settings are a defect. */
+  static readonly layerWith = <R = never>(options: MessageQueueOptions<R> = {}): Layer.Layer<MessageQueue, never, R> =>
+    Layer.effect(MessageQueue, make(options))
+}
+
+const toMillis = (input: Duration.Input | undefined, fallback: number): number => {
+  if (input === undefined) return fallback
+  const millis = typeof input === "number" ? input : Duration.toMillis(input)
+  return millis > 0 ? millis : 0
+}
+
+const metric = {
+  ready: Metric.gauge("queue_messages_ready", { description: "Messages waiting for a consumer" }),
+  pending: Metric.gauge("queue_messages_pending", { description: "Reserved messages not yet committed" }),
+  delayed: Metric.gauge("queue_messages_delayed", { description: "Nacked messages waiting out their delay" }),
+  inFlight: Metric.gauge("queue_messages_in_flight", { description: "Delivered messages not yet acked" }),
+  deadLettered: Metric.gauge("queue_messages_dead_lettered", { description: "Messages in the dead-letter list" }),
+  published: Metric.counter("queue_published_total", { description: "Messages committed", incremental: true }),
+  delivered: Metric.counter("queue_delivered_total", { description: "Deliveries (incl. redeliveries)" }),
+  redelivered: Metric.counter("queue_redelivered_total", { description: "Deliveries after the first" }),
+  acked: Metric.counter("queue_acked_total", { description: "Messages acknowledged" }),
+  deadLetteredTotal: Metric.counter("queue_dead_lettered_total", { description: "Messages moved to dead letters" })
+}
+
+/**
+ * The metrics are read from the queue's own counters when they are exported
+ * (Metric.registerUnsafe) instead of being pushed on every operation, which would
+ * cost more than the operation itself on the hot path.
+ */
+const registerMetrics = (core: QueueCore, name: string) =>
+  Effect.acquireRelease(
+    Effect.contextWith((context: Context.Context<never>) => {
+      const attributes = { queue: name }
+      const gauge = (m: Metric.Gauge<number>, get: () => number) =>
+        Metric.registerUnsafe(Metric.withAttributes(m, attributes), context, {
+          get: () => ({ value: get() }),
+          update: () => {},
+          modify: () => {}
+        })
+      const counter = (m: Metric.Counter<number>, get: () => number) =>
+        Metric.registerUnsafe(Metric.withAttributes(m, attributes), context, {
+          get: () => ({ count: get(), incremental: true }),
+          update: () => {},
+          modify: () => {}
+        })
+      return Effect.succeed([
+        gauge(metric.ready, () => core.ready),
+        gauge(metric.pending, () => core.pending),
+        gauge(metric.delayed, () => core.delayed),
+        gauge(metric.inFlight, () => core.inFlight),
+        gauge(metric.deadLettered, () => core.deadLettered),
+        counter(metric.published, () => core.published),
+        counter(metric.delivered, () => core.delivered),
+        counter(metric.redelivered, () => core.redelivered),
+        counter(metric.acked, () => core.acked),
+        counter(metric.deadLetteredTotal, () => core.deadLetteredTotal)
+      ])
+    }),
+    (registrations) =>
+      Effect.sync(() => {
+        for (const registration of registrations) registration.remove()
+      })
+  )
+
+const validate = (name: string, value: number, minimum: number): number => {
+  if (!Number.isInteger(value) || value < minimum) {
+    throw new RangeError(`MessageQueue: ${name} must be an integer ≥ ${minimum}, got ${value}`)
+  }
+  return value
+}
+
+/** Builds a queue in the current scope: its timer fiber lives as long as the scope. */
+export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueueOptions<R>) {
+  const settings: MessageQueueSettings = yield* Effect.try({
+    try: () => ({
+      capacity: validate("capacity", options.capacity ?? 10_000, 1),
+      maxDeliveries: validate("maxDeliveries", options.maxDeliveries ?? 5, 1),
+      visibilityTimeoutMs: toMillis(options.visibilityTimeout, 30_000)
+    }),
+    catch: (error) => error
+  }).pipe(Effect.orDie)
+  const clock = yield* Clock.Clock
+  const context = yield* Effect.context<R>()
+  const name = options.name ?? "messages"
+
+  // Receivers waiting in a long poll; woken one per message that becomes ready.
+  const waiters = new Set<() => void>()
+  const wake = (count: number) => {
+    for (const waiter of waiters) {
+      if (count-- <= 0) break
+      waiters.delete(waiter)
+      waiter()
+    }
+  }
+
+  // The timer fiber sleeps until the earliest timer; an earlier one wakes it.
+  const timerLatch = Latch.makeUnsafe(false)
+  let timerScheduledAt = Infinity
+  const core = new QueueCore({
+    capacity: settings.capacity,
+    maxDeliveries: settings.maxDeliveries,
+    onReady: (count) => {
+      if (waiters.size > 0) wake(count)
+    },
+    onTimer: (dueAt) => {
+      if (dueAt < timerScheduledAt) {
+        timerScheduledAt = dueAt
+        timerLatch.openUnsafe()
+      }
+    }
+  })
+
+  const timerLoop = Effect.gen(function* () {
+    while (true) {
+      timerLatch.closeUnsafe()
+      const now = clock.currentTimeMillisUnsafe()
+      core.fireDue(now)
+      const next = core.nextDueAt()
+      if (next === undefined) {
+        timerScheduledAt = Infinity
+        yield* timerLatch.await
+      } else {
+        timerScheduledAt = next
+        yield* Effect.raceFirst(clock.sleep(Duration.millis(Math.max(0, next - now))), timerLatch.await)
+      }
+    }
+  })
+  yield* timerLoop.pipe(
+    Effect.annotateLogs({ module: "MessageQueue", fiber: "timers" }),
+    Effect.interruptible,
+    Effect.forkScoped
+  )
+  yield* registerMetrics(core, name)
+
+  const runHook = (hook: string, effect: Effect.Effect<void, unknown, R>): Effect.Effect<void> =>
+    effect.pipe(
+      Effect.catchCause((cause) =>
+        Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning(`MessageQueue ${hook} hook failed`, cause)
+      ),
+      Effect.provideContext(context)
+    )
+
+  const handle = (reservation: Reservation): ReservationHandle => {
+    if (reservation instanceof ReservationHandle && reservation.owner === core) return reservation
+    throw new TypeError(`MessageQueue: reservation for ${reservation.messageId} was not issued by this queue`)
+  }
+
+  // Hot-path operations are plain synchronous effects, untraced: a traced
+  // Effect.fn costs several times the whole operation here (see BENCHMARKS.md).
+  const reserve = (message: Message): Effect.Effect<Reservation, QueueFull> =>
+    Effect.suspend(() => {
+      const reservation = core.reserve(message.messageId, message.body)
+      return reservation === undefined
+        ? Effect.fail(new QueueFull({ messageId: message.messageId, capacity: core.capacity }))
+        : Effect.succeed(reservation)
+    })
+
+  const commit = (reservation: Reservation): Effect.Effect<void> => Effect.sync(() => core.commit(handle(reservation)))
+
+  const abort = (reservation: Reservation): Effect.Effect<void> => Effect.sync(() => core.abort(handle(reservation)))
+
+  const withReservation = <A, E, R2>(
+    message: Message,
+    use: (reservation: Reservation) => Effect.Effect<A, E, R2>
+  ): Effect.Effect<A, E | QueueFull, R2> =>
+    Effect.acquireUseRelease(reserve(message), use, (reservation, exit) =>
+      exit._tag === "Success" ? commit(reservation) : abort(reservation)
+    )
+
+  const publish = (message: Message): Effect.Effect<PublishResult, QueueFull> =>
+    Effect.suspend(() => {
+      const added = core.publish(message.messageId, message.body)
+      return added === undefined
+        ? Effect.fail(new QueueFull({ messageId: message.messageId, capacity: core.capacity }))
+        : Effect.succeed({ messageId: message.messageId, duplicate: !added })
+    })
+
+  const awaitReady = (millis: number): Effect.Effect<void> =>
+    Effect.raceFirst(
+      Effect.callback<void>((resume) => {
+        const waiter = () => resume(Effect.void)
+        waiters.add(waiter)
+        return Effect.sync(() => {
+          waiters.delete(waiter)
+        })
+      }),
+      clock.sleep(Duration.millis(millis))
+    )
+
+  // Runs uninterruptibly except while waiting, so messages taken off the ready
+  // list always reach the caller.
+  const receiveWaiting = (
+    max: number,
+    visibilityMs: number,
+    deadline: number,
+    restore: <A, E, R2>(effect: Effect.Effect<A, E, R2>) => Effect.Effect<A, E, R2>
+  ): Effect.Effect<ReadonlyArray<Delivery>> =>
+    Effect.suspend(() => {
+      const now = clock.currentTimeMillisUnsafe()
+      const deliveries = core.take(max, now, visibilityMs)
+      if (deliveries.length > 0 || now >= deadline) return Effect.succeed(deliveries)
+      return Effect.flatMap(restore(awaitReady(deadline - now)), () =>
+        receiveWaiting(max, visibilityMs, deadline, restore)
+      )
+    })
+
+  const receive = (options?: ReceiveOptions): Effect.Effect<ReadonlyArray<Delivery>> =>
+    Effect.suspend(() => {
+      const max = Math.max(1, Math.floor(options?.max ?? 1))
+      const visibilityMs = toMillis(options?.visibilityTimeout, settings.visibilityTimeoutMs)
+      const waitMs = toMillis(options?.wait, 0)
+      const now = clock.currentTimeMillisUnsafe()
+      const deliveries = core.take(max, now, visibilityMs)
+      if (deliveries.length > 0 || waitMs <= 0) return Effect.succeed(deliveries)
+      return Effect.uninterruptibleMask((restore) => receiveWaiting(max, visibilityMs, now + waitMs, restore))
+    })
+
+  const onAck = options.onAck
+  const ack = (receipt: string): Effect.Effect<void, ReceiptInvalid> =>
+    Effect.suspend(() => {
+      const entry = core.ack(receipt)
+      if (entry === undefined) return Effect.fail(new ReceiptInvalid({ receipt }))
+      return onAck === undefined ? Effect.void : runHook("onAck", onAck(entry.messageId))
+    })
+
+  const nack = (receipt: string, options?: NackOptions): Effect.Effect<void, ReceiptInvalid> =>
+    Effect.suspend(() =>
+      core.nack(receipt, clock.currentTimeMillisUnsafe(), toMillis(options?.delay, 0), options?.error)
+        ? Effect.void
+        : Effect.fail(new ReceiptInvalid({ receipt }))
+    )
+
+  const extend = (receipt: string, visibilityTimeout: Duration.Input): Effect.Effect<void, ReceiptInvalid> =>
+    Effect.suspend(() =>
+      core.extend(receipt, clock.currentTimeMillisUnsafe(), toMillis(visibilityTimeout, 0))
+        ? Effect.void
+        : Effect.fail(new ReceiptInvalid({ receipt }))
+    )
+
+  const release = (receipt: string): Effect.Effect<void, ReceiptInvalid> =>
+    Effect.suspend(() => (core.release(receipt) ? Effect.void : Effect.fail(new ReceiptInvalid({ receipt }))))
+
+  const deadLetters = Effect.sync(() => core.deadLetters()).pipe(Effect.withSpan("MessageQueue.deadLetters"))
+
+  const redrive = Effect.fn("MessageQueue.redrive")(function* (options?: {
+    readonly messageIds?: ReadonlyArray<string> | undefined
+  }) {
+    return core.redrive(options?.messageIds)
+  })
+
+  const onPurge = options.onPurge
+  const purge = Effect.fn("MessageQueue.purge")(function* (options?: {
+    readonly messageIds?: ReadonlyArray<string> | undefined
+  }) {
+    const purged = core.purge(options?.messageIds)
+    if (onPurge !== undefined && purged.length > 0) yield* runHook("onPurge", onPurge(purged))
+    return purged.length
+  })
+
+  const stats = Effect.sync(
+    (): QueueStats => ({
+      ...core.counts(),
+      capacity: core.capacity,
+      size: core.size,
+      available: core.capacity - core.size,
+      waiting: waiters.size,
+      maxDeliveries: core.maxDeliveries,
+      visibilityTimeoutMs: settings.visibilityTimeoutMs,
+      totals: core.totals()
+    })
+  )
+
+  const service: MessageQueueService = {
+    settings,
+    reserve,
+    commit,
+    abort,
+    withReservation,
+    publish,
+    receive,
+    ack,
+    nack,
+    extend,
+    release,
+    deadLetters,
+    redrive,
+    purge,
+    stats
+  }
+  return service
+})
