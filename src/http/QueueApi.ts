@@ -87,7 +87,8 @@ export const QueueStatsView = Schema.Struct({
 export class QueueApi extends HttpApiGroup.make("queue")
   .add(
     HttpApiEndpoint.post("receive", "/queue/receive", {
-      payload: ReceiveRequest,
+      // An empty body means all defaults.
+      payload: [ReceiveRequest, Schema.Null],
       success: Schema.Struct({ messages: Schema.Array(QueueDelivery) })
     }).annotateMerge(
       OpenApi.annotations({

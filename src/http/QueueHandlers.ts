@@ -35,9 +35,9 @@ export const makeQueueHandlers = <ApiId extends string, Groups extends HttpApiGr
         .handle("receive", ({ payload }) =>
           Effect.map(
             queue.receive({
-              max: payload.max,
-              visibilityTimeout: payload.visibilityTimeoutMs,
-              wait: payload.waitMs
+              max: payload?.max,
+              visibilityTimeout: payload?.visibilityTimeoutMs,
+              wait: payload?.waitMs
             }),
             (messages) => ({ messages })
           )
