@@ -272,9 +272,12 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     }
   }
 
-  // The timer fiber sleeps until the earliest timer; an earlier one wakes it.
+  // The timer fiber sleeps until `armedAt`; only a timer due earlier wakes it.
+  // It never sleeps past the earliest timer, and keeps an armed time that is
+  // still ahead even if that timer went away (acked), so the usual
+  // receive → ack traffic, whose deadlines only grow, does not wake it at all.
   const timerLatch = Latch.makeUnsafe(false)
-  let timerScheduledAt = Infinity
+  let armedAt = Infinity
   const core = new QueueCore({
     capacity: settings.capacity,
     maxDeliveries: settings.maxDeliveries,
@@ -282,8 +285,8 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
       if (waiters.size > 0) wake(count)
     },
     onTimer: (dueAt) => {
-      if (dueAt < timerScheduledAt) {
-        timerScheduledAt = dueAt
+      if (dueAt < armedAt) {
+        armedAt = dueAt
         timerLatch.openUnsafe()
       }
     }
@@ -294,14 +297,10 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
       timerLatch.closeUnsafe()
       const now = clock.currentTimeMillisUnsafe()
       core.fireDue(now)
-      const next = core.nextDueAt()
-      if (next === undefined) {
-        timerScheduledAt = Infinity
-        yield* timerLatch.await
-      } else {
-        timerScheduledAt = next
-        yield* Effect.raceFirst(clock.sleep(Duration.millis(Math.max(0, next - now))), timerLatch.await)
-      }
+      armedAt = Math.min(core.nextDueAt() ?? Infinity, armedAt > now ? armedAt : Infinity)
+      yield* armedAt === Infinity
+        ? timerLatch.await
+        : Effect.raceFirst(clock.sleep(Duration.millis(armedAt - now)), timerLatch.await)
     }
   })
   yield* timerLoop.pipe(

@@ -4,11 +4,12 @@
  * operation is a few map lookups and pointer moves. Only `MessageQueue` touches
  * it; callers go through the service API.
  *
- * Per operation: reserve/commit/abort/publish O(1); receive O(k log n) for k
- * deliveries (the visibility timer insert); ack/nack/extend/release O(log n)
- * (timer removal or re-key); a fired timer O(log n). Nothing scans.
+ * Per operation: reserve/commit/abort/publish O(1); receive O(1) per delivery
+ * (O(log n) if its deadline is out of order, see Timers.ts); ack/release O(1) or
+ * O(log n) likewise; nack with a delay and extend O(log n); a fired timer at most
+ * O(log n). Nothing scans.
  */
-import { TimerHeap } from "./TimerHeap.ts"
+import { Timers } from "./Timers.ts"
 
 export type MessageState = "pending" | "ready" | "delayed" | "inFlight" | "dead"
 
@@ -22,9 +23,13 @@ export interface Entry {
   holders: number
   /** The one valid receipt while in flight. */
   receipt: string | undefined
+  /** Index in the in-flight slot table while in flight, else -1. */
+  slot: number
   /** Visibility deadline (in flight) or end of the nack delay (delayed). */
   dueAt: number
   heapIndex: number
+  timerPrev: Entry | undefined
+  timerNext: Entry | undefined
   /** Ready FIFO link. */
   next: Entry | undefined
   lastError: string | undefined
@@ -125,13 +130,20 @@ export class QueueCore {
   private readonly onTimer: (dueAt: number) => void
 
   private readonly entries = new Map<string, Entry>()
-  private readonly receipts = new Map<string, Entry>()
+  /**
+   * In-flight entries by slot. A receipt is `<queue prefix><slot>.<delivery seq>`:
+   * its slot finds the entry without a map (receipts are created and dropped on
+   * every delivery, and hashing them was a fifth of the hot path), and comparing
+   * the whole string with the entry's current receipt rejects stale ones.
+   */
+  private readonly slots: Array<Entry | undefined> = []
+  private readonly freeSlots: Array<number> = []
   private readonly dead = new Map<string, Entry>()
-  private readonly timers = new TimerHeap<Entry>()
+  private readonly timers = new Timers<Entry>()
   private head: Entry | undefined = undefined
   private tail: Entry | undefined = undefined
 
-  private readonly receiptPrefix = randomPrefix() + "."
+  private readonly receiptPrefix = randomPrefix() + "-"
   private receiptSeq = 0
 
   pending = 0
@@ -212,6 +224,11 @@ export class QueueCore {
       }
       return new ReservationHandle(this, messageId, true, undefined)
     }
+    const entry = this.add(messageId, body)
+    return entry === undefined ? undefined : new ReservationHandle(this, messageId, false, entry)
+  }
+
+  private add(messageId: string, body: unknown): Entry | undefined {
     if (this.size >= this.capacity) return undefined
     const entry: Entry = {
       messageId,
@@ -220,15 +237,18 @@ export class QueueCore {
       deliveries: 0,
       holders: 1,
       receipt: undefined,
+      slot: -1,
       dueAt: 0,
       heapIndex: -1,
+      timerPrev: undefined,
+      timerNext: undefined,
       next: undefined,
       lastError: undefined,
       deadLetteredAt: 0
     }
     this.entries.set(messageId, entry)
     this.pending++
-    return new ReservationHandle(this, messageId, false, entry)
+    return entry
   }
 
   commit(reservation: ReservationHandle): void {
@@ -237,11 +257,7 @@ export class QueueCore {
     const entry = reservation.entry
     if (entry === undefined) return
     entry.holders--
-    if (entry.state !== "pending") return
-    this.pending--
-    this.published++
-    this.pushBack(entry)
-    this.onReady(1)
+    if (entry.state === "pending") this.makeReady(entry)
   }
 
   abort(reservation: ReservationHandle): void {
@@ -256,12 +272,29 @@ export class QueueCore {
     this.entries.delete(entry.messageId)
   }
 
-  /** One-shot reserve + commit: true if added, false for a duplicate id, undefined when full. */
+  /**
+   * One-shot reserve + commit: true if added, false for a duplicate id (a pending
+   * one is committed: it joins and commits), undefined when full.
+   */
   publish(messageId: string, body: unknown): boolean | undefined {
-    const reservation = this.reserve(messageId, body)
-    if (reservation === undefined) return undefined
-    this.commit(reservation)
-    return !reservation.duplicate
+    const existing = this.entries.get(messageId)
+    if (existing !== undefined) {
+      this.duplicates++
+      if (existing.state === "pending") this.makeReady(existing)
+      return false
+    }
+    const entry = this.add(messageId, body)
+    if (entry === undefined) return undefined
+    entry.holders = 0
+    this.makeReady(entry)
+    return true
+  }
+
+  private makeReady(entry: Entry): void {
+    this.pending--
+    this.published++
+    this.pushBack(entry)
+    this.onReady(1)
   }
 
   // --- consuming --------------------------------------------------------------
@@ -280,9 +313,11 @@ export class QueueCore {
       entry.state = "inFlight"
       this.inFlight++
       const attempt = ++entry.deliveries
-      const receipt = this.receiptPrefix + (this.receiptSeq++).toString(36)
+      const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.slots.length
+      this.slots[slot] = entry
+      entry.slot = slot
+      const receipt = `${this.receiptPrefix}${slot}.${this.receiptSeq++}`
       entry.receipt = receipt
-      this.receipts.set(receipt, entry)
       this.timers.insert(entry, dueAt)
       this.delivered++
       if (attempt > 1) this.redelivered++
@@ -340,7 +375,7 @@ export class QueueCore {
   }
 
   extend(receipt: string, now: number, visibilityMs: number): boolean {
-    const entry = this.receipts.get(receipt)
+    const entry = this.lookup(receipt)
     if (entry === undefined) return false
     this.timers.update(entry, now + visibilityMs)
     this.onTimer(entry.dueAt)
@@ -354,8 +389,7 @@ export class QueueCore {
       const entry = this.timers.popDue(now)
       if (entry === undefined) break
       if (entry.state === "inFlight") {
-        this.receipts.delete(entry.receipt!)
-        entry.receipt = undefined
+        this.freeSlot(entry)
         this.inFlight--
         this.expired++
         entry.lastError = expiredError
@@ -428,12 +462,28 @@ export class QueueCore {
 
   // --- internals --------------------------------------------------------------
 
+  /** The in-flight entry whose current receipt this is. */
+  private lookup(receipt: string): Entry | undefined {
+    const prefix = this.receiptPrefix
+    if (!receipt.startsWith(prefix)) return undefined
+    const dot = receipt.indexOf(".", prefix.length)
+    if (dot < 0) return undefined
+    const entry = this.slots[Number(receipt.slice(prefix.length, dot))]
+    return entry !== undefined && entry.receipt === receipt ? entry : undefined
+  }
+
+  private freeSlot(entry: Entry): void {
+    this.slots[entry.slot] = undefined
+    this.freeSlots.push(entry.slot)
+    entry.slot = -1
+    entry.receipt = undefined
+  }
+
   /** Invalidates a current receipt and stops its visibility timer. */
   private settle(receipt: string): Entry | undefined {
-    const entry = this.receipts.get(receipt)
+    const entry = this.lookup(receipt)
     if (entry === undefined) return undefined
-    this.receipts.delete(receipt)
-    entry.receipt = undefined
+    this.freeSlot(entry)
     this.timers.remove(entry)
     return entry
   }

@@ -9,7 +9,10 @@
  */
 export interface TimerNode {
   dueAt: number
+  /** Position in the heap; -1 when not queued, `inList` when in the Timers list. */
   heapIndex: number
+  timerPrev: TimerNode | undefined
+  timerNext: TimerNode | undefined
 }
 
 export class TimerHeap<A extends TimerNode> {

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Arbitrary, Schema } from "effect"
 import { TimerHeap, type TimerNode } from "../../src/queue/TimerHeap.ts"
+import { Timers } from "../../src/queue/Timers.ts"
 
 const int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
 
@@ -15,13 +16,34 @@ interface Node extends TimerNode {
   readonly name: number
 }
 
-describe("TimerHeap", () => {
+interface TimerQueue {
+  readonly size: number
+  peek(): Node | undefined
+  insert(node: Node, dueAt: number): void
+  update(node: Node, dueAt: number): void
+  remove(node: Node): void
+  popDue(now: number): Node | undefined
+}
+
+describe.each([
+  ["TimerHeap", () => new TimerHeap<Node>()],
+  ["Timers (list + heap)", () => new Timers<Node>()]
+] as const)("%s", (_, make: () => TimerQueue) => {
   it.prop(
     "behaves like a sorted list of live timers",
     [Arbitrary.array(Arbitrary.schema(Op), { maxLength: 200 })],
     ([ops]) => {
-      const heap = new TimerHeap<Node>()
-      const nodes = Array.from({ length: 31 }, (_, name): Node => ({ name, dueAt: 0, heapIndex: -1 }))
+      const heap = make()
+      const nodes = Array.from(
+        { length: 31 },
+        (_, name): Node => ({
+          name,
+          dueAt: 0,
+          heapIndex: -1,
+          timerPrev: undefined,
+          timerNext: undefined
+        })
+      )
       const live = new Map<number, number>()
       for (const op of ops) {
         switch (op._tag) {
@@ -47,6 +69,7 @@ describe("TimerHeap", () => {
               assert.strictEqual(live.get(popped!.name), earliest)
               live.delete(popped!.name)
               assert.strictEqual(popped!.heapIndex, -1)
+              assert.isUndefined(popped!.timerNext)
             } else {
               assert.isUndefined(popped)
             }
