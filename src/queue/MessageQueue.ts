@@ -4,14 +4,17 @@
  *
  * Message states:
  *
- *   reserve ──► pending ──commit──► ready ──receive──► in-flight ──ack──► (gone; onAck)
- *                  │                 ▲  ▲                  │
- *                abort               │  └─ nack(0) / ──────┤
- *                  ▼                 │     expiry / release│
- *               (gone)               │                     ├─ nack(delay) ──► delayed ──due──► ready
- *                                    │                     │
- *                                redrive ◄── dead-lettered ◄─ expiry or nack after maxDeliveries
- *                                            (purge ──► gone)
+ *   reserve           commit               receive                ack
+ *   ──────► pending ─────────► ready ─────────────► in-flight ─────────► gone (onAck)
+ *             │                ▲ ▲ ▲                  │  │  │
+ *           abort              │ │ └─ expiry, nack, ──┘  │  │
+ *             ▼                │ │    release            │  │
+ *           gone               │ └── delayed ◄── nack ───┘  │
+ *           (every holder)     │     (until due)   (delay)  │
+ *                              │                            │
+ *                           redrive ◄── dead-lettered ◄─────┘ expiry or nack when
+ *                                           │                 attempts = maxDeliveries
+ *                                         purge ──► gone (onPurge)
  *
  * - Capacity counts pending + ready + delayed + in-flight; dead letters do not
  *   (they no longer compete for delivery; redrive brings back only as many as fit).
@@ -50,7 +53,10 @@ export interface Message {
 
 export interface PublishResult {
   readonly messageId: string
-  /** True when the id was already present and nothing was added. */
+  /**
+   * True when the id was already present and nothing was added. (If that message
+   * was reserved and not yet committed, publishing it commits it.)
+   */
   readonly duplicate: boolean
 }
 
@@ -194,7 +200,7 @@ const metric = {
   delayed: Metric.gauge("queue_messages_delayed", { description: "Nacked messages waiting out their delay" }),
   inFlight: Metric.gauge("queue_messages_in_flight", { description: "Delivered messages not yet acked" }),
   deadLettered: Metric.gauge("queue_messages_dead_lettered", { description: "Messages in the dead-letter list" }),
-  published: Metric.counter("queue_published_total", { description: "Messages committed", incremental: true }),
+  published: Metric.counter("queue_published_total", { description: "Messages committed" }),
   delivered: Metric.counter("queue_delivered_total", { description: "Deliveries (incl. redeliveries)" }),
   redelivered: Metric.counter("queue_redelivered_total", { description: "Deliveries after the first" }),
   acked: Metric.counter("queue_acked_total", { description: "Messages acknowledged" }),

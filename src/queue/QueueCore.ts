@@ -115,7 +115,7 @@ export interface CoreOptions {
   readonly onTimer: (dueAt: number) => void
 }
 
-const randomPrefix = (): string => {
+const randomId = (): string => {
   const bytes = new Uint8Array(6)
   globalThis.crypto.getRandomValues(bytes)
   let out = ""
@@ -131,7 +131,7 @@ export class QueueCore {
 
   private readonly entries = new Map<string, Entry>()
   /**
-   * In-flight entries by slot. A receipt is `<queue prefix><slot>.<delivery seq>`:
+   * In-flight entries by slot. A receipt is `<slot>.<delivery seq>.<random queue id>`:
    * its slot finds the entry without a map (receipts are created and dropped on
    * every delivery, and hashing them was a fifth of the hot path), and comparing
    * the whole string with the entry's current receipt rejects stale ones.
@@ -143,7 +143,7 @@ export class QueueCore {
   private head: Entry | undefined = undefined
   private tail: Entry | undefined = undefined
 
-  private readonly receiptPrefix = randomPrefix() + "-"
+  private readonly receiptSuffix = "." + randomId()
   private receiptSeq = 0
 
   pending = 0
@@ -316,7 +316,7 @@ export class QueueCore {
       const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.slots.length
       this.slots[slot] = entry
       entry.slot = slot
-      const receipt = `${this.receiptPrefix}${slot}.${this.receiptSeq++}`
+      const receipt = `${slot}.${this.receiptSeq++}${this.receiptSuffix}`
       entry.receipt = receipt
       this.timers.insert(entry, dueAt)
       this.delivered++
@@ -464,11 +464,8 @@ export class QueueCore {
 
   /** The in-flight entry whose current receipt this is. */
   private lookup(receipt: string): Entry | undefined {
-    const prefix = this.receiptPrefix
-    if (!receipt.startsWith(prefix)) return undefined
-    const dot = receipt.indexOf(".", prefix.length)
-    if (dot < 0) return undefined
-    const entry = this.slots[Number(receipt.slice(prefix.length, dot))]
+    // parseInt reads the leading slot number; the full comparison does the rest.
+    const entry = this.slots[Number.parseInt(receipt, 10)]
     return entry !== undefined && entry.receipt === receipt ? entry : undefined
   }
 

@@ -2,7 +2,7 @@
  * The queue endpoints over a real socket (NodeHttpServer.layerTest), mounted in
  * a local HttpApi the way the application's Api mounts them.
  */
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
 import { HttpClient, HttpClientRequest, HttpRouter } from "effect/http"
