@@ -72,17 +72,20 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
       rows[0]?.id
     )
 
-  const insertMaterials = (formulaId: string, materials: Arr.NonEmptyReadonlyArray<MaterialRow>) =>
-    Effect.asVoid(
-      sql`INSERT INTO formula_materials ${sql.insert(
-        Arr.map(materials, (material, position) => ({
-          formula_id: formulaId,
-          position,
-          name: material.name,
-          concentration: material.concentration
-        }))
-      )}`
-    )
+  // A formula always has materials (the domain guarantees 1–500); the guard only satisfies the types.
+  const insertMaterials = (formulaId: string, materials: ReadonlyArray<MaterialRow>) =>
+    Arr.isReadonlyArrayNonEmpty(materials)
+      ? Effect.asVoid(
+          sql`INSERT INTO formula_materials ${sql.insert(
+            Arr.map(materials, (material, position) => ({
+              formula_id: formulaId,
+              position,
+              name: material.name,
+              concentration: material.concentration
+            }))
+          )}`
+        )
+      : Effect.void
 
   const insertOutboxMessage = (message: { readonly messageId: string; readonly formulaId: string; readonly body: unknown }) =>
     Effect.asVoid(sql`

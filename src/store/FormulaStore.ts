@@ -7,7 +7,7 @@
  * both win: the unique index serialises them.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Array as Arr, Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
 import type { SqlError } from "effect/sql/SqlError"
 import { type FormulaRow, makeFormulaSql, type MaterialRow } from "./FormulaSql.ts"
 
@@ -24,7 +24,7 @@ export interface NewFormula {
   readonly id: string
   readonly fingerprint: string
   readonly name: string
-  readonly materials: Arr.NonEmptyReadonlyArray<MaterialRow>
+  readonly materials: ReadonlyArray<MaterialRow>
   readonly createdAt: Date
   readonly message: { readonly id: string; readonly body: unknown }
 }

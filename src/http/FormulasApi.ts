@@ -1,0 +1,83 @@
+/**
+ * The formulas endpoints, described apart from their handlers so clients and
+ * the OpenAPI document can use the description alone.
+ */
+import { Schema } from "effect"
+import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
+import {
+  DuplicateFormula,
+  FormulaNotFound,
+  InvalidFormula,
+  InvalidRequest,
+  MalformedJson,
+  PayloadTooLarge,
+  ServiceUnavailable,
+  UnsupportedMediaType
+} from "./Problems.ts"
+
+/** The request body, as documented. The handler parses the raw body itself to keep decimals exact. */
+export const FormulaRequest = Schema.Struct({
+  name: Schema.String.annotate({ description: "Trimmed; 1–200 characters. Not part of the fingerprint." }),
+  materials: Schema.Array(
+    Schema.Struct({
+      name: Schema.String.annotate({ description: "Trimmed; 1–200 characters; unique within the formula." }),
+      concentration: Schema.Union([Schema.Number, Schema.String]).annotate({
+        description: "Percent w/w, 0 < c ≤ 100, at most 6 decimal places; a JSON number or a decimal string."
+      })
+    })
+  ).annotate({ description: "1–500 materials whose concentrations sum to at most 100." })
+})
+
+export const MaterialView = Schema.Struct({ name: Schema.String, concentration: Schema.Number })
+
+export const MessageView = Schema.Struct({
+  id: Schema.String,
+  status: Schema.Literals(["pending", "delivered"]),
+  deliveredAt: Schema.NullOr(Schema.String)
+}).annotate({ description: "The formula's FormulaSubmitted message and whether a consumer has acknowledged it." })
+
+export const FormulaView = Schema.Struct({
+  id: Schema.String,
+  name: Schema.String,
+  fingerprint: Schema.String.annotate({ description: "SHA-256 of the canonical material make-up (hex)." }),
+  materials: Schema.Array(MaterialView),
+  createdAt: Schema.String,
+  message: MessageView
+})
+export type FormulaView = typeof FormulaView.Type
+
+export const FormulaPage = Schema.Struct({
+  items: Schema.Array(FormulaView),
+  nextCursor: Schema.NullOr(Schema.String)
+})
+
+const Limit = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 100 }))
+
+export class FormulasApi extends HttpApiGroup.make("formulas")
+  .add(
+    HttpApiEndpoint.post("submit", "/formulas", {
+      payload: FormulaRequest,
+      success: HttpApiSchema.WithHeaders(FormulaView, { location: Schema.String }).pipe(HttpApiSchema.status(201)),
+      error: [InvalidFormula, MalformedJson, UnsupportedMediaType, PayloadTooLarge, DuplicateFormula, ServiceUnavailable]
+    }).annotateMerge(
+      OpenApi.annotations({
+        summary: "Submit a formula",
+        description:
+          "Stores a new material make-up once and publishes its FormulaSubmitted message. A make-up that exists answers 409 with the existing formula's id."
+      })
+    ),
+    HttpApiEndpoint.get("list", "/formulas", {
+      query: {
+        limit: Schema.optional(Limit).annotate({ description: "1–100, default 20" }),
+        cursor: Schema.optional(Schema.String).annotate({ description: "nextCursor of the previous page" })
+      },
+      success: FormulaPage,
+      error: [InvalidRequest, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({ summary: "List formulas, newest first" })),
+    HttpApiEndpoint.get("get", "/formulas/:id", {
+      params: { id: Schema.String },
+      success: FormulaView,
+      error: [FormulaNotFound, ServiceUnavailable]
+    }).annotateMerge(OpenApi.annotations({ summary: "Get one formula with its materials and delivery state" }))
+  )
+  .annotateMerge(OpenApi.annotations({ title: "Formulas" })) {}

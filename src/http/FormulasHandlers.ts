@@ -1,0 +1,103 @@
+import { Effect } from "effect"
+import { HttpApiBuilder, HttpApiSchema } from "effect/http-api"
+import { FormulaIntake } from "../intake/FormulaIntake.ts"
+import { type FormulaRow, FormulaStore } from "../store/FormulaStore.ts"
+import { Api } from "./Api.ts"
+import type { FormulaView } from "./FormulasApi.ts"
+import { readJsonBody } from "./JsonBody.ts"
+import { DuplicateFormula, FormulaNotFound, InvalidFormula, InvalidRequest, ServiceUnavailable } from "./Problems.ts"
+
+export const formulaUrl = (id: string) => `/formulas/${id}`
+
+export const toFormulaView = (row: FormulaRow): FormulaView => ({
+  id: row.id,
+  name: row.name,
+  fingerprint: row.fingerprint,
+  // Exact: a decimal of at most 9 significant digits survives a double and prints back the same.
+  materials: row.materials.map((material) => ({ name: material.name, concentration: Number(material.concentration) })),
+  createdAt: row.createdAt.toISOString(),
+  message: {
+    id: row.messageId,
+    status: row.deliveredAt === null ? "pending" : "delivered",
+    deliveredAt: row.deliveredAt === null ? null : row.deliveredAt.toISOString()
+  }
+})
+
+// A cursor is the last row's position, encoded so clients treat it as opaque.
+const encodeCursor = (seq: string): string => Buffer.from(`s${seq}`).toString("base64url")
+const decodeCursor = (cursor: string): string | null => {
+  const text = Buffer.from(cursor, "base64url").toString()
+  return /^s[1-9][0-9]{0,17}$/.test(text) ? text.slice(1) : null
+}
+
+const unavailable = (error: { readonly message: string }) => new ServiceUnavailable({ detail: error.message })
+
+export const FormulasHandlers = HttpApiBuilder.group(
+  Api,
+  "formulas",
+  Effect.fn(function* (handlers) {
+    const intake = yield* FormulaIntake
+    const store = yield* FormulaStore
+
+    return handlers
+      .handleRaw("submit", ({ request }) =>
+        Effect.gen(function* () {
+          const body = yield* readJsonBody(request)
+          const row = yield* intake.submit(body).pipe(
+            Effect.catchTags({
+              FormulaInvalid: (error) => Effect.fail(new InvalidFormula({ errors: error.errors })),
+              Duplicate: (error) =>
+                Effect.fail(
+                  new DuplicateFormula({
+                    detail: `formula ${error.existingId} has the same material make-up`,
+                    existingId: error.existingId,
+                    existingUrl: formulaUrl(error.existingId)
+                  })
+                ),
+              DatabaseUnavailable: (error) => Effect.fail(unavailable(error))
+            })
+          )
+          return HttpApiSchema.withHeaders({ body: toFormulaView(row), headers: { location: formulaUrl(row.id) } })
+        })
+      )
+      .handle("list", ({ query }) =>
+        Effect.gen(function* () {
+          const beforeSeq = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+          if (beforeSeq === null) {
+            return yield* new InvalidRequest({
+              errors: [{ path: "cursor", message: "is not a cursor this API returned" }]
+            })
+          }
+          const page = yield* store.page({ limit: query.limit ?? 20, beforeSeq }).pipe(Effect.mapError(unavailable))
+          return {
+            items: page.items.map(toFormulaView),
+            nextCursor: page.nextBeforeSeq === null ? null : encodeCursor(page.nextBeforeSeq)
+          }
+        })
+      )
+      .handle("get", ({ params }) =>
+        store.findById(params.id).pipe(
+          Effect.mapError(unavailable),
+          Effect.flatMap((row) =>
+            row === undefined
+              ? Effect.fail(new FormulaNotFound({ detail: `no formula with id ${params.id}` }))
+              : Effect.succeed(toFormulaView(row))
+          )
+        )
+      )
+  })
+)
+
+export const SystemHandlers = HttpApiBuilder.group(
+  Api,
+  "system",
+  Effect.fn(function* (handlers) {
+    const store = yield* FormulaStore
+    return handlers.handle("health", () =>
+      store.ping.pipe(
+        Effect.as({ status: "ok" as const }),
+        Effect.mapError(unavailable)
+      )
+    )
+  })
+)

@@ -1,0 +1,64 @@
+/**
+ * Every error the HTTP API answers with, as RFC 9457 problem documents
+ * (`application/problem+json`). Each `type` is a stable URN clients can
+ * switch on: two problems with one status (the duplicate 409 and the
+ * in-flight 409, say) are told apart by it.
+ */
+import { Schema } from "effect"
+import { HttpApiError } from "effect/http-api"
+
+const problemType = (name: string) => `urn:formula-intake:problem:${name}` as const
+
+/** One validation failure: where (`materials[2].concentration`) and what. */
+export const ValidationIssue = Schema.Struct({
+  path: Schema.String,
+  message: Schema.String
+})
+
+export class InvalidFormula extends HttpApiError.Problem<InvalidFormula>()(
+  "InvalidFormula",
+  { type: problemType("invalid-formula"), status: 400, title: "The formula is not valid" },
+  { errors: Schema.Array(ValidationIssue) }
+) {}
+
+export class MalformedJson extends HttpApiError.Problem<MalformedJson>()("MalformedJson", {
+  type: problemType("malformed-json"),
+  status: 400,
+  title: "The request body is not valid JSON"
+}) {}
+
+export class InvalidRequest extends HttpApiError.Problem<InvalidRequest>()(
+  "InvalidRequest",
+  { type: problemType("invalid-request"), status: 400, title: "The request is not valid" },
+  { errors: Schema.Array(ValidationIssue) }
+) {}
+
+export class UnsupportedMediaType extends HttpApiError.Problem<UnsupportedMediaType>()("UnsupportedMediaType", {
+  type: problemType("unsupported-media-type"),
+  status: 415,
+  title: "The request body must be application/json"
+}) {}
+
+export class PayloadTooLarge extends HttpApiError.Problem<PayloadTooLarge>()("PayloadTooLarge", {
+  type: problemType("payload-too-large"),
+  status: 413,
+  title: "The request body is larger than 1 MiB"
+}) {}
+
+export class DuplicateFormula extends HttpApiError.Problem<DuplicateFormula>()(
+  "DuplicateFormula",
+  { type: problemType("duplicate-formula"), status: 409, title: "A formula with this material make-up exists" },
+  { existingId: Schema.String, existingUrl: Schema.String }
+) {}
+
+export class FormulaNotFound extends HttpApiError.Problem<FormulaNotFound>()("FormulaNotFound", {
+  type: problemType("formula-not-found"),
+  status: 404,
+  title: "No formula has this id"
+}) {}
+
+export class ServiceUnavailable extends HttpApiError.Problem<ServiceUnavailable>()("ServiceUnavailable", {
+  type: problemType("database-unavailable"),
+  status: 503,
+  title: "The database is unavailable; retry later"
+}) {}

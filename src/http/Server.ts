@@ -1,0 +1,58 @@
+/**
+ * The HTTP server: the API's routes, the OpenAPI document, an offline docs
+ * page, and the runtime they call, on a Node `http` server.
+ */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Config, Effect, Layer } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
+import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
+import { createServer } from "node:http"
+import * as Runtime from "../Runtime.ts"
+import { Api } from "./Api.ts"
+import { FormulasHandlers, SystemHandlers } from "./FormulasHandlers.ts"
+
+// Every 503 tells clients when to come back (RFC 9110 §10.2.3).
+const RetryAfterOn503 = HttpRouter.middleware(
+  (httpEffect) =>
+    Effect.map(httpEffect, (response) =>
+      response.status === 503 && response.headers["retry-after"] === undefined
+        ? HttpServerResponse.setHeader(response, "retry-after", "1")
+        : response
+    ),
+  { global: true }
+)
+
+/** All routes, needing only the runtime's services. */
+export const routes = Layer.mergeAll(
+  HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
+    Layer.provide([FormulasHandlers, SystemHandlers]),
+    Layer.provide(HttpApiMiddleware.layerProblemDetails({ includeDetails: true }))
+  ),
+  HttpApiScalar.layer(Api, { path: "/docs" }),
+  RetryAfterOn503
+)
+
+/**
+ * Routes served on `PORT`, with `runtime` behind them.
+ *
+ * The runtime is built first and the socket opened after it: a server that
+ * listened while the database was still starting would accept connections it
+ * has no handler for yet, and those requests would hang. Closing runs the
+ * other way round: stop accepting and finish requests, then the runtime.
+ */
+export const serve = <E, R>(runtime: Layer.Layer<Runtime.RuntimeServices, E, R>) =>
+  HttpRouter.serve(routes).pipe(
+    Layer.provide(
+      NodeHttpServer.layerConfig(createServer, {
+        port: Config.withDefault(Config.Port("PORT"), 8080),
+        gracefulShutdownTimeout: Config.succeed("10 seconds")
+      })
+    ),
+    Layer.provide(runtime)
+  )
+
+export const layer = serve(Runtime.layer)
+
+/** Runs the server until SIGINT/SIGTERM, then closes it (finishing in-flight requests) and the database. */
+export const launch = () => Layer.launch(layer).pipe(NodeRuntime.runMain)
