@@ -1,0 +1,66 @@
+/**
+ * The whole application on a real socket (an ephemeral port on 127.0.0.1),
+ * on a given database. Tests talk to it with plain `fetch`, so they see
+ * exactly the bytes a client would: status, headers and body.
+ */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Context, Effect, Layer } from "effect"
+import { HttpRouter, HttpServer } from "effect/http"
+import { createServer } from "node:http"
+import { routes } from "../../src/http/Server.ts"
+import * as Runtime from "../../src/Runtime.ts"
+import type { DatabaseLayer } from "./Databases.ts"
+
+/** Where the test server listens, e.g. `http://127.0.0.1:40123`. */
+export class BaseUrl extends Context.Service<BaseUrl, string>()("test/BaseUrl") {}
+
+const baseUrl = Layer.effect(
+  BaseUrl,
+  Effect.gen(function* () {
+    const server = yield* HttpServer.HttpServer
+    return HttpServer.formatAddress(server.address)
+  })
+)
+
+/** The application and its runtime services, served on `database`. */
+export const testServer = (database: DatabaseLayer) =>
+  HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
+    Layer.provideMerge(baseUrl),
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })),
+    Layer.provideMerge(Runtime.layerWith(database))
+  )
+
+export interface JsonResponse {
+  readonly status: number
+  readonly headers: Headers
+  readonly json: any
+  readonly text: string
+}
+
+/** One HTTP request; `body` objects are sent as JSON, strings as they are. */
+export const request = (
+  method: string,
+  path: string,
+  options: { readonly body?: unknown; readonly headers?: Record<string, string> } = {}
+) =>
+  Effect.gen(function* () {
+    const base = yield* BaseUrl
+    const body =
+      options.body === undefined ? undefined : typeof options.body === "string" ? options.body : JSON.stringify(options.body)
+    const response = yield* Effect.promise((signal) =>
+      fetch(base + path, {
+        method,
+        signal,
+        headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...options.headers },
+        ...(body === undefined ? {} : { body })
+      })
+    )
+    const text = yield* Effect.promise(() => response.text())
+    let json: unknown = undefined
+    try {
+      json = text === "" ? undefined : JSON.parse(text)
+    } catch {
+      json = undefined
+    }
+    return { status: response.status, headers: response.headers, json, text } satisfies JsonResponse as JsonResponse
+  })
