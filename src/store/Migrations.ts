@@ -45,6 +45,13 @@ export const migrations = Migrator.fromRecord({
       )`
     // Start-up recovery scans only what is still undelivered.
     yield* sql`CREATE INDEX outbox_undelivered ON outbox (created_at) WHERE delivered_at IS NULL`
+  }),
+  "0003_outbox_purged": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    // A dead letter an operator purged is settled too: it must not come back at the next start.
+    yield* sql`ALTER TABLE outbox ADD COLUMN purged_at timestamptz`
+    yield* sql`DROP INDEX outbox_undelivered`
+    yield* sql`CREATE INDEX outbox_undelivered ON outbox (created_at) WHERE delivered_at IS NULL AND purged_at IS NULL`
   })
 })
 
