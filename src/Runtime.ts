@@ -2,21 +2,62 @@
  * The whole runtime as Layers, for embedding in another Effect program and
  * for the HTTP server. The database comes from configuration (`layer`) or is
  * passed in (`layerWith`), e.g. a test's own schema.
+ *
+ *   database ─► FormulaStore ─► MessageQueue (acks settle outbox rows)
+ *                    │               │
+ *                    ├─► FingerprintCache (warmed from the newest formulas)
+ *                    └──────┬────────┘
+ *                           ▼
+ *                FormulaIntake + OutboxRelay (start-up recovery, then periodic)
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Layer } from "effect"
+import { Duration, Layer } from "effect"
 import type { SqlClient } from "effect/sql"
+import { FingerprintCache } from "./intake/FingerprintCache.ts"
 import { FormulaIntake } from "./intake/FormulaIntake.ts"
+import * as OutboxRelay from "./intake/OutboxRelay.ts"
+import { MessageQueue, type MessageQueueOptions } from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
 import { FormulaStore } from "./store/FormulaStore.ts"
 
-export type RuntimeServices = FormulaIntake | FormulaStore
+export type RuntimeServices = FormulaIntake | FormulaStore | MessageQueue | FingerprintCache
 
-/** The runtime on a given (already migrated) database. */
+/** Acked messages settle their outbox row; purged dead letters too. */
+const settleHooks = {
+  onAck: (messageId: string) => FormulaStore.use((store) => store.markDelivered(messageId)),
+  onPurge: (messageIds: ReadonlyArray<string>) => FormulaStore.use((store) => store.markPurged(messageIds))
+}
+
+export interface RuntimeOptions {
+  /** Queue settings; default: from the environment (QUEUE_*). */
+  readonly queue?: Omit<MessageQueueOptions, "onAck" | "onPurge"> | undefined
+  /** Default: from FINGERPRINT_CACHE_SIZE (50000). */
+  readonly cacheCapacity?: number | undefined
+  /** Default: from OUTBOX_RELAY_INTERVAL_MS (5 s). */
+  readonly relayInterval?: Duration.Input | undefined
+}
+
+/** The runtime on a given (migrated) database. */
 export const layerWith = <E, R>(
-  database: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, E, R>
-): Layer.Layer<RuntimeServices, E, R> =>
-  FormulaIntake.layerNoDeps.pipe(Layer.provideMerge(FormulaStore.layerNoDeps), Layer.provide(database))
+  database: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, E, R>,
+  options: RuntimeOptions = {}
+) => {
+  const queue =
+    options.queue === undefined
+      ? MessageQueue.layerConfig<FormulaStore>(settleHooks)
+      : MessageQueue.layerWith<FormulaStore>({ ...options.queue, ...settleHooks })
+  const cache =
+    options.cacheCapacity === undefined
+      ? FingerprintCache.layer
+      : FingerprintCache.layerWith({ capacity: options.cacheCapacity })
+  const relay =
+    options.relayInterval === undefined ? OutboxRelay.layer : OutboxRelay.layerWith({ interval: options.relayInterval })
+  return Layer.mergeAll(FormulaIntake.layerNoDeps, relay).pipe(
+    Layer.provideMerge(Layer.mergeAll(queue, cache)),
+    Layer.provideMerge(FormulaStore.layerNoDeps),
+    Layer.provide(database)
+  )
+}
 
 /** The runtime on the database chosen by `DATABASE_URL` / `DATA_DIR`. */
-export const layer: Layer.Layer<RuntimeServices, unknown> = layerWith(Database.layer)
+export const layer = layerWith(Database.layer)

@@ -11,6 +11,7 @@ import {
   InvalidRequest,
   MalformedJson,
   PayloadTooLarge,
+  QueueFullProblem,
   ServiceUnavailable,
   UnsupportedMediaType
 } from "./Problems.ts"
@@ -58,7 +59,15 @@ export class FormulasApi extends HttpApiGroup.make("formulas")
     HttpApiEndpoint.post("submit", "/formulas", {
       payload: FormulaRequest,
       success: HttpApiSchema.WithHeaders(FormulaView, { location: Schema.String }).pipe(HttpApiSchema.status(201)),
-      error: [InvalidFormula, MalformedJson, UnsupportedMediaType, PayloadTooLarge, DuplicateFormula, ServiceUnavailable]
+      error: [
+        InvalidFormula,
+        MalformedJson,
+        UnsupportedMediaType,
+        PayloadTooLarge,
+        DuplicateFormula,
+        QueueFullProblem,
+        ServiceUnavailable
+      ]
     }).annotateMerge(
       OpenApi.annotations({
         summary: "Submit a formula",

@@ -5,7 +5,14 @@ import { type FormulaRow, FormulaStore } from "../store/FormulaStore.ts"
 import { Api } from "./Api.ts"
 import type { FormulaView } from "./FormulasApi.ts"
 import { readJsonBody } from "./JsonBody.ts"
-import { DuplicateFormula, FormulaNotFound, InvalidFormula, InvalidRequest, ServiceUnavailable } from "./Problems.ts"
+import {
+  DuplicateFormula,
+  FormulaNotFound,
+  InvalidFormula,
+  InvalidRequest,
+  QueueFullProblem,
+  ServiceUnavailable
+} from "./Problems.ts"
 
 export const formulaUrl = (id: string) => `/formulas/${id}`
 
@@ -54,6 +61,7 @@ export const FormulasHandlers = HttpApiBuilder.group(
                     existingUrl: formulaUrl(error.existingId)
                   })
                 ),
+              QueueFull: () => Effect.fail(new QueueFullProblem({ detail: "too many messages await consumers" })),
               DatabaseUnavailable: (error) => Effect.fail(unavailable(error))
             })
           )
@@ -94,10 +102,7 @@ export const SystemHandlers = HttpApiBuilder.group(
   Effect.fn(function* (handlers) {
     const store = yield* FormulaStore
     return handlers.handle("health", () =>
-      store.ping.pipe(
-        Effect.as({ status: "ok" as const }),
-        Effect.mapError(unavailable)
-      )
+      store.ping.pipe(Effect.as({ status: "ok" as const }), Effect.mapError(unavailable))
     )
   })
 )

@@ -62,3 +62,10 @@ export class ServiceUnavailable extends HttpApiError.Problem<ServiceUnavailable>
   status: 503,
   title: "The database is unavailable; retry later"
 }) {}
+
+/** Back-pressure, not a conflict: nothing was stored; retry after `Retry-After` seconds. */
+export class QueueFullProblem extends HttpApiError.Problem<QueueFullProblem>()("QueueFullProblem", {
+  type: problemType("queue-full"),
+  status: 503,
+  title: "The message queue is full; nothing was stored, retry later"
+}) {}

@@ -4,33 +4,44 @@
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Config, Effect, Layer } from "effect"
-import { HttpRouter, HttpServerResponse } from "effect/http"
+import { Config, Effect, Layer, Metric } from "effect"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
+import { PrometheusMetrics } from "effect/observability"
 import { createServer } from "node:http"
 import * as Runtime from "../Runtime.ts"
 import { Api } from "./Api.ts"
 import { FormulasHandlers, SystemHandlers } from "./FormulasHandlers.ts"
+import { makeQueueHandlers } from "./QueueHandlers.ts"
 
-// Every 503 tells clients when to come back (RFC 9110 §10.2.3).
-const RetryAfterOn503 = HttpRouter.middleware(
+const httpRequests = Metric.counter("http_requests_total", { description: "HTTP responses by method and status" })
+
+// Counts every response, and makes every 503 say when to come back (RFC 9110 §10.2.3).
+const ResponseMiddleware = HttpRouter.middleware(
   (httpEffect) =>
-    Effect.map(httpEffect, (response) =>
-      response.status === 503 && response.headers["retry-after"] === undefined
+    Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const response = yield* httpEffect
+      yield* Metric.update(
+        Metric.withAttributes(httpRequests, { method: request.method, status: String(response.status) }),
+        1
+      )
+      return response.status === 503 && response.headers["retry-after"] === undefined
         ? HttpServerResponse.setHeader(response, "retry-after", "1")
         : response
-    ),
+    }),
   { global: true }
 )
 
 /** All routes, needing only the runtime's services. */
 export const routes = Layer.mergeAll(
   HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
-    Layer.provide([FormulasHandlers, SystemHandlers]),
+    Layer.provide([FormulasHandlers, SystemHandlers, makeQueueHandlers(Api)]),
     Layer.provide(HttpApiMiddleware.layerProblemDetails({ includeDetails: true }))
   ),
   HttpApiScalar.layer(Api, { path: "/docs" }),
-  RetryAfterOn503
+  PrometheusMetrics.layerHttp({ path: "/metrics" }),
+  ResponseMiddleware
 )
 
 /**

@@ -1,15 +1,27 @@
 /**
- * The submit path: decode → fingerprint → store (formula, materials and the
- * outbox message in one transaction). Every entry point — HTTP, the embedding
- * Layer, tests — goes through `FormulaIntake.submit`.
+ * The submit path. Every entry point — HTTP, the embedding Layer, tests —
+ * goes through `FormulaIntake.submit`:
+ *
+ *   decode → fingerprint → cache (known make-up? → Duplicate, nothing else touched)
+ *     → reserve a queue slot (full? → QueueFull, nothing stored)
+ *     → one transaction { formula ON CONFLICT DO NOTHING, materials, outbox row }
+ *     → created: commit the reservation (the message becomes receivable)
+ *       duplicate or any failure: abort it (no message)
+ *
+ * So a consumer never receives a message whose formula is not committed, and
+ * a committed formula always has its message: in the queue now, or — if the
+ * process dies between COMMIT and the queue commit — re-enqueued from the
+ * outbox by the relay at the next start.
  */
-import { Array as Arr, Clock, Context, Effect, Layer, Schema } from "effect"
+import { Clock, Context, Effect, Exit, Layer, Metric, Schema } from "effect"
 import { SecureRandom } from "effect/crypto"
 import { toSqlNumeric } from "../domain/Decimal.ts"
 import { fingerprint } from "../domain/Fingerprint.ts"
 import { decodeFormula, type Formula, type FormulaInvalid } from "../domain/Formula.ts"
 import { formulaSubmitted } from "../domain/FormulaSubmitted.ts"
-import { DatabaseUnavailable, type FormulaRow, FormulaStore } from "../store/FormulaStore.ts"
+import { MessageQueue, type QueueFull } from "../queue/MessageQueue.ts"
+import { DatabaseUnavailable, type FormulaRow, FormulaStore, type InsertOutcome } from "../store/FormulaStore.ts"
+import { FingerprintCache } from "./FingerprintCache.ts"
 
 /** The make-up exists already; `existingId` is the formula that holds it. */
 export class Duplicate extends Schema.TaggedError<Duplicate>()("Duplicate", {
@@ -17,57 +29,85 @@ export class Duplicate extends Schema.TaggedError<Duplicate>()("Duplicate", {
   fingerprint: Schema.String
 }) {}
 
-export type SubmitError = FormulaInvalid | Duplicate | DatabaseUnavailable
+export type SubmitError = FormulaInvalid | Duplicate | QueueFull | DatabaseUnavailable
+
+const submissions = Metric.counter("formula_submissions_total", {
+  description: "Submissions by outcome (created, duplicate, invalid, queue_full, unavailable)"
+})
+const count = (outcome: string) => Metric.update(Metric.withAttributes(submissions, { outcome }), 1)
 
 export class FormulaIntake extends Context.Service<
   FormulaIntake,
   {
     /** Stores and announces a new make-up once; fails with `Duplicate` for a known one. */
     submit(input: unknown): Effect.Effect<FormulaRow, SubmitError>
-    /** The same, for a formula already decoded (callers that validated it themselves). */
-    submitDecoded(formula: Formula): Effect.Effect<FormulaRow, Duplicate | DatabaseUnavailable>
+    /** The same, for a formula already decoded. */
+    submitDecoded(formula: Formula): Effect.Effect<FormulaRow, Duplicate | QueueFull | DatabaseUnavailable>
   }
 >()("formula-intake/intake/FormulaIntake") {
   static readonly layerNoDeps = Layer.effect(
     FormulaIntake,
     Effect.gen(function* () {
       const store = yield* FormulaStore
+      const queue = yield* MessageQueue
+      const cache = yield* FingerprintCache
 
-      const submitDecoded = Effect.fn("FormulaIntake.submitDecoded")(function* (formula: Formula) {
-        const print = fingerprint(formula)
+      const store_ = Effect.fnUntraced(function* (formula: Formula, print: string) {
         const id = SecureRandom.uuidV7Unsafe()
         const createdAt = new Date(yield* Clock.currentTimeMillis)
-        const messageId = SecureRandom.uuidV7Unsafe()
-        const outcome = yield* store.insert({
+        const message = {
+          messageId: SecureRandom.uuidV7Unsafe(),
+          body: formulaSubmitted({ formulaId: id, fingerprint: print, name: formula.name, submittedAt: createdAt })
+        }
+        const insert = store.insert({
           id,
           fingerprint: print,
           name: formula.name,
-          materials: Arr.map(formula.materials, (material) => ({
+          materials: formula.materials.map((material) => ({
             name: material.name,
             concentration: toSqlNumeric(material.concentration)
           })),
           createdAt,
-          message: {
-            id: messageId,
-            body: formulaSubmitted({ formulaId: id, fingerprint: print, name: formula.name, submittedAt: createdAt })
-          }
+          message: { id: message.messageId, body: message.body }
         })
+        // The reservation is held across the transaction and settled by its
+        // outcome, whatever happens (failure, interruption included).
+        return yield* Effect.acquireUseRelease(
+          queue.reserve(message),
+          () => insert,
+          (reservation, exit: Exit.Exit<InsertOutcome, DatabaseUnavailable>) =>
+            Exit.isSuccess(exit) && exit.value._tag === "Created" ? queue.commit(reservation) : queue.abort(reservation)
+        )
+      })
+
+      const submitDecoded = Effect.fn("FormulaIntake.submitDecoded")(function* (formula: Formula) {
+        const print = fingerprint(formula)
+        const known = yield* cache.get(print)
+        if (known !== undefined) {
+          yield* count("duplicate")
+          return yield* new Duplicate({ existingId: known, fingerprint: print })
+        }
+        const outcome = yield* store_(formula, print).pipe(
+          Effect.tapError((error) => count(error._tag === "QueueFull" ? "queue_full" : "unavailable"))
+        )
         if (outcome._tag === "Duplicate") {
+          yield* cache.set(print, outcome.existingId)
+          yield* count("duplicate")
           return yield* new Duplicate({ existingId: outcome.existingId, fingerprint: print })
         }
+        yield* cache.set(print, outcome.formula.id)
+        yield* count("created")
         return outcome.formula
       })
 
       const submit = Effect.fn("FormulaIntake.submit")(function* (input: unknown) {
-        const formula = yield* decodeFormula(input)
+        const formula = yield* decodeFormula(input).pipe(Effect.tapError(() => count("invalid")))
         return yield* submitDecoded(formula)
       })
 
       return FormulaIntake.of({ submit, submitDecoded })
     })
   )
-
-  static readonly layer = FormulaIntake.layerNoDeps.pipe(Layer.provide(FormulaStore.layerNoDeps))
 }
 
 export { DatabaseUnavailable }

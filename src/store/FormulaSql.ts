@@ -23,6 +23,12 @@ export interface FormulaRow {
   readonly deliveredAt: Date | null
 }
 
+interface UnsettledRow {
+  readonly message_id: string
+  readonly body: unknown
+  readonly created_at: Date
+}
+
 interface FormulaSelectRow {
   readonly seq: string
   readonly id: string
@@ -68,8 +74,9 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
    * fresh snapshot sees it.
    */
   const findIdByFingerprint = (fingerprint: string) =>
-    Effect.map(sql<{ id: string }>`SELECT id::text AS id FROM formulas WHERE fingerprint = ${fingerprint}`, (rows) =>
-      rows[0]?.id
+    Effect.map(
+      sql<{ id: string }>`SELECT id::text AS id FROM formulas WHERE fingerprint = ${fingerprint}`,
+      (rows) => rows[0]?.id
     )
 
   // A formula always has materials (the domain guarantees 1–500); the guard only satisfies the types.
@@ -87,7 +94,11 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
         )
       : Effect.void
 
-  const insertOutboxMessage = (message: { readonly messageId: string; readonly formulaId: string; readonly body: unknown }) =>
+  const insertOutboxMessage = (message: {
+    readonly messageId: string
+    readonly formulaId: string
+    readonly body: unknown
+  }) =>
     Effect.asVoid(sql`
       INSERT INTO outbox (message_id, formula_id, body)
       VALUES (${message.messageId}, ${message.formulaId}, ${sql.json(message.body)})`)
@@ -124,6 +135,45 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
 
   const ping = Effect.asVoid(sql`SELECT 1`)
 
+  /** Settles a message: acked by a consumer. Only the first ack's time is kept. */
+  const markDelivered = (messageId: string, at: Date) =>
+    Effect.asVoid(sql`UPDATE outbox SET delivered_at = ${at} WHERE message_id = ${messageId} AND delivered_at IS NULL`)
+
+  /** Settles dead letters an operator purged, so start-up recovery does not bring them back. */
+  const markPurged = (messageIds: ReadonlyArray<string>, at: Date) =>
+    messageIds.length === 0
+      ? Effect.void
+      : Effect.asVoid(sql`UPDATE outbox SET purged_at = ${at} WHERE message_id IN ${sql.in(messageIds)}`)
+
+  /** Unsettled messages, oldest first, after a (created_at, message_id) position. */
+  const selectUnsettled = (options: {
+    readonly limit: number
+    readonly after: { readonly createdAt: Date; readonly messageId: string } | undefined
+  }) =>
+    Effect.map(
+      options.after === undefined
+        ? sql<UnsettledRow>`
+            SELECT message_id::text AS message_id, body, created_at FROM outbox
+             WHERE delivered_at IS NULL AND purged_at IS NULL
+             ORDER BY created_at, message_id LIMIT ${options.limit}`
+        : sql<UnsettledRow>`
+            SELECT message_id::text AS message_id, body, created_at FROM outbox
+             WHERE delivered_at IS NULL AND purged_at IS NULL
+               AND (created_at, message_id) > (${options.after.createdAt}, ${options.after.messageId}::uuid)
+             ORDER BY created_at, message_id LIMIT ${options.limit}`,
+      (rows) =>
+        rows.map((row) => ({
+          messageId: row.message_id,
+          body: typeof row.body === "string" ? JSON.parse(row.body) : row.body,
+          createdAt: row.created_at
+        }))
+    )
+
+  /** The newest formulas' fingerprints, to warm the in-memory duplicate cache. */
+  const selectRecentFingerprints = (limit: number) =>
+    sql<{ readonly fingerprint: string; readonly id: string }>`
+      SELECT fingerprint, id::text AS id FROM formulas ORDER BY seq DESC LIMIT ${limit}`
+
   return {
     insertFormulaIfNew,
     findIdByFingerprint,
@@ -132,6 +182,10 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     outboxMessageExists,
     selectFormulaById,
     selectFormulaPage,
-    ping
+    ping,
+    markDelivered,
+    markPurged,
+    selectUnsettled,
+    selectRecentFingerprints
   }
 }

@@ -7,7 +7,7 @@
  * both win: the unique index serialises them.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
 import type { SqlError } from "effect/sql/SqlError"
 import { type FormulaRow, makeFormulaSql, type MaterialRow } from "./FormulaSql.ts"
 
@@ -33,6 +33,12 @@ export type InsertOutcome =
   | { readonly _tag: "Created"; readonly formula: FormulaRow }
   | { readonly _tag: "Duplicate"; readonly existingId: string }
 
+export interface UnsettledMessage {
+  readonly messageId: string
+  readonly body: unknown
+  readonly createdAt: Date
+}
+
 export interface Page {
   readonly items: ReadonlyArray<FormulaRow>
   /** `seq` of the last item when more follow: pass it back as `beforeSeq`. */
@@ -48,8 +54,24 @@ export class FormulaStore extends Context.Service<
     insert(formula: NewFormula): Effect.Effect<InsertOutcome, DatabaseUnavailable>
     findById(id: string): Effect.Effect<FormulaRow | undefined, DatabaseUnavailable>
     /** Newest first, `limit` items older than `beforeSeq` (a `FormulaRow.seq`). */
-    page(options: { readonly limit: number; readonly beforeSeq: string | undefined }): Effect.Effect<Page, DatabaseUnavailable>
+    page(options: {
+      readonly limit: number
+      readonly beforeSeq: string | undefined
+    }): Effect.Effect<Page, DatabaseUnavailable>
     readonly ping: Effect.Effect<void, DatabaseUnavailable>
+    /** Records that a consumer acknowledged the message. */
+    markDelivered(messageId: string): Effect.Effect<void, DatabaseUnavailable>
+    /** Records that an operator purged these dead letters. */
+    markPurged(messageIds: ReadonlyArray<string>): Effect.Effect<void, DatabaseUnavailable>
+    /** Committed messages no consumer has acknowledged (and nobody purged), oldest first, page by page. */
+    unsettledMessages(options: {
+      readonly limit: number
+      readonly after: UnsettledMessage | undefined
+    }): Effect.Effect<ReadonlyArray<UnsettledMessage>, DatabaseUnavailable>
+    /** fingerprint → id of the newest `limit` formulas. */
+    recentFingerprints(
+      limit: number
+    ): Effect.Effect<ReadonlyArray<{ readonly fingerprint: string; readonly id: string }>, DatabaseUnavailable>
   }
 >()("formula-intake/store/FormulaStore") {
   static readonly layerNoDeps = Layer.effect(
@@ -68,7 +90,11 @@ export class FormulaStore extends Context.Service<
               return { _tag: "Duplicate", existingId: existingId! } as const
             }
             yield* q.insertMaterials(formula.id, formula.materials)
-            yield* q.insertOutboxMessage({ messageId: formula.message.id, formulaId: formula.id, body: formula.message.body })
+            yield* q.insertOutboxMessage({
+              messageId: formula.message.id,
+              formulaId: formula.id,
+              body: formula.message.body
+            })
             return { _tag: "Created" } as const
           })
         )
@@ -78,9 +104,9 @@ export class FormulaStore extends Context.Service<
       // exists exactly when it did, so ask; retry the question briefly while
       // the database comes back.
       const committedAnyway = (formula: NewFormula) =>
-        q.outboxMessageExists(formula.message.id).pipe(
-          Effect.retry({ schedule: Schedule.exponential(Duration.millis(50)), times: 5 })
-        )
+        q
+          .outboxMessageExists(formula.message.id)
+          .pipe(Effect.retry({ schedule: Schedule.exponential(Duration.millis(50)), times: 5 }))
 
       const insert = Effect.fn("FormulaStore.insert")(function* (formula: NewFormula) {
         const outcome = yield* writeTransaction(formula).pipe(
@@ -128,7 +154,36 @@ export class FormulaStore extends Context.Service<
 
       const ping = q.ping.pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.ping"))
 
-      return FormulaStore.of({ insert, findById, page, ping })
+      const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
+
+      const markDelivered = (messageId: string) =>
+        Effect.flatMap(now, (at) => q.markDelivered(messageId, at)).pipe(
+          unavailableOnFailure,
+          Effect.withSpan("FormulaStore.markDelivered")
+        )
+
+      const markPurged = (messageIds: ReadonlyArray<string>) =>
+        Effect.flatMap(now, (at) => q.markPurged(messageIds, at)).pipe(
+          unavailableOnFailure,
+          Effect.withSpan("FormulaStore.markPurged")
+        )
+
+      const unsettledMessages = (options: { readonly limit: number; readonly after: UnsettledMessage | undefined }) =>
+        q.selectUnsettled(options).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.unsettledMessages"))
+
+      const recentFingerprints = (limit: number) =>
+        q.selectRecentFingerprints(limit).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.recentFingerprints"))
+
+      return FormulaStore.of({
+        insert,
+        findById,
+        page,
+        ping,
+        markDelivered,
+        markPurged,
+        unsettledMessages,
+        recentFingerprints
+      })
     })
   )
 }

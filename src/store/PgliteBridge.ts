@@ -20,85 +20,87 @@ const PROTOCOL_VERSION_3 = 196608
 const TERMINATE = 0x58 // 'X'
 
 /** Returns a `stream` factory for `PgClient` that connects to `db`. */
-export const makePgliteStream =
-  (db: PGlite) =>
-  (): Duplex => {
-    const [client, server] = duplexPair()
-    let buffered: Buffer = Buffer.alloc(0)
-    let startupDone = false
-    // Messages are handled strictly in arrival order; a chain of promises is
-    // the whole scheduler.
-    let chain: Promise<void> = Promise.resolve()
-    let closed = false
+export const makePgliteStream = (db: PGlite) => (): Duplex => {
+  const [client, server] = duplexPair()
+  let buffered: Buffer = Buffer.alloc(0)
+  let startupDone = false
+  // Messages are handled strictly in arrival order; a chain of promises is
+  // the whole scheduler.
+  let chain: Promise<void> = Promise.resolve()
+  let closed = false
 
-    const execute = (message: Uint8Array) =>
-      db.runExclusive(() =>
-        db.execProtocolRawStream(message, {
-          onRawData: (data) => {
-            if (!closed && data.length > 0) server.write(Buffer.from(data))
-          }
-        })
-      )
-
-    // Split what has arrived into complete messages. Before start-up finishes
-    // messages carry no type byte: [int32 length][int32 code][...].
-    const takeMessages = (): Array<Buffer> => {
-      const messages: Array<Buffer> = []
-      while (true) {
-        if (!startupDone) {
-          if (buffered.length < 8) break
-          const length = buffered.readInt32BE(0)
-          if (buffered.length < length) break
-          const code = buffered.readInt32BE(4)
-          const message = buffered.subarray(0, length)
-          buffered = buffered.subarray(length)
-          if (code === SSL_REQUEST_CODE) {
-            // No TLS inside one process: answer "N" and let the client go on in plain text.
-            server.write(Buffer.from("N"))
-            continue
-          }
-          if (code === CANCEL_REQUEST_CODE) continue // nothing to cancel in a single session
-          if (code === PROTOCOL_VERSION_3) startupDone = true
-          messages.push(message)
-          continue
+  const execute = (message: Uint8Array) =>
+    db.runExclusive(() =>
+      db.execProtocolRawStream(message, {
+        onRawData: (data) => {
+          if (!closed && data.length > 0) server.write(Buffer.from(data))
         }
-        if (buffered.length < 5) break
-        const length = 1 + buffered.readInt32BE(1)
+      })
+    )
+
+  // Split what has arrived into complete messages. Before start-up finishes
+  // messages carry no type byte: [int32 length][int32 code][...].
+  const takeMessages = (): Array<Buffer> => {
+    const messages: Array<Buffer> = []
+    while (true) {
+      if (!startupDone) {
+        if (buffered.length < 8) break
+        const length = buffered.readInt32BE(0)
         if (buffered.length < length) break
-        messages.push(buffered.subarray(0, length))
+        const code = buffered.readInt32BE(4)
+        const message = buffered.subarray(0, length)
         buffered = buffered.subarray(length)
-      }
-      return messages
-    }
-
-    server.on("data", (chunk: Buffer) => {
-      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
-      for (const message of takeMessages()) {
-        if (message[0] === TERMINATE && startupDone) {
-          server.end()
+        if (code === SSL_REQUEST_CODE) {
+          // No TLS inside one process: answer "N" and let the client go on in plain text.
+          server.write(Buffer.from("N"))
           continue
         }
-        // Copy: PGlite reads the bytes after we have moved on in `buffered`.
-        const bytes = new Uint8Array(message)
-        chain = chain.then(() => (closed ? undefined : execute(bytes))).catch((error) => {
+        if (code === CANCEL_REQUEST_CODE) continue // nothing to cancel in a single session
+        if (code === PROTOCOL_VERSION_3) startupDone = true
+        messages.push(message)
+        continue
+      }
+      if (buffered.length < 5) break
+      const length = 1 + buffered.readInt32BE(1)
+      if (buffered.length < length) break
+      messages.push(buffered.subarray(0, length))
+      buffered = buffered.subarray(length)
+    }
+    return messages
+  }
+
+  server.on("data", (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
+    for (const message of takeMessages()) {
+      if (message[0] === TERMINATE && startupDone) {
+        server.end()
+        continue
+      }
+      // Copy: PGlite reads the bytes after we have moved on in `buffered`.
+      const bytes = new Uint8Array(message)
+      chain = chain
+        .then(() => (closed ? undefined : execute(bytes)))
+        .catch((error) => {
           server.destroy(error instanceof Error ? error : new Error(String(error)))
         })
-      }
-    })
+    }
+  })
 
-    // A client that goes away mid-transaction must not leave the shared
-    // session inside it: the next connection would inherit the open transaction.
-    const release = () => {
-      if (closed) return
-      closed = true
-      chain = chain.then(() =>
+  // A client that goes away mid-transaction must not leave the shared
+  // session inside it: the next connection would inherit the open transaction.
+  const release = () => {
+    if (closed) return
+    closed = true
+    chain = chain
+      .then(() =>
         db.runExclusive(async () => {
           if (db.isInTransaction()) await db.exec("ROLLBACK")
         })
-      ).catch(() => undefined)
-    }
-    server.on("close", release)
-    server.on("end", release)
-    server.on("error", release)
-    return client
+      )
+      .catch(() => undefined)
   }
+  server.on("close", release)
+  server.on("end", release)
+  server.on("error", release)
+  return client
+}
