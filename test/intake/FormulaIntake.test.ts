@@ -1,0 +1,141 @@
+/**
+ * The design card's duplicate hammer, through the Layer API, on every
+ * database: random formulas, each submitted concurrently in several random
+ * spellings. Protects idempotency and atomicity together — exactly one stored
+ * row and exactly one queue message per distinct make-up, every other
+ * submission a `Duplicate` naming the winner.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Arbitrary, Effect, Layer, Result, Schema } from "effect"
+import { SqlClient } from "effect/sql"
+import { fingerprint } from "../../src/domain/Fingerprint.ts"
+import { validateFormula } from "../../src/domain/Formula.ts"
+import { parseJsonExact } from "../../src/domain/JsonExact.ts"
+import { FormulaIntake } from "../../src/intake/FormulaIntake.ts"
+import { MessageQueue } from "../../src/queue/MessageQueue.ts"
+import * as Runtime from "../../src/Runtime.ts"
+import { testDatabases } from "../support/Databases.ts"
+import {
+  canonicalJson,
+  phrase,
+  randomFrom,
+  respelledJson,
+  seed,
+  submission,
+  type Submission
+} from "../support/FormulaGenerators.ts"
+
+let runs = 0
+
+/** Makes a generated make-up unique to this run (a digit-only word survives every respelling). */
+const unique = (s: Submission, run: number): Submission => ({
+  ...s,
+  materials: s.materials.map((m, i) => (i === 0 ? { ...m, name: `${m.name} ${run}` } : m))
+})
+
+const fingerprintOf = (s: Submission): string => {
+  const decoded = validateFormula(JSON.parse(canonicalJson(s)))
+  if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)
+  return fingerprint(decoded.success)
+}
+
+/** Receives and acks everything in the queue; returns the FormulaSubmitted bodies. */
+const drainQueue = Effect.gen(function* () {
+  const queue = yield* MessageQueue
+  const bodies: Array<{ readonly messageId: string; readonly formulaId: string }> = []
+  while (true) {
+    const batch = yield* queue.receive({ max: 100 })
+    if (batch.length === 0) return bodies
+    for (const delivery of batch) {
+      bodies.push({ messageId: delivery.messageId, formulaId: (delivery.body as { formulaId: string }).formulaId })
+      yield* queue.ack(delivery.receipt)
+    }
+  }
+})
+
+for (const database of testDatabases) {
+  describe(`FormulaIntake on ${database.name}`, () => {
+    const db = database.layer()
+    const runtime = Runtime.layerWith(db, {
+      queue: { capacity: 100_000 },
+      cacheCapacity: 1_000,
+      relayInterval: "1 hour"
+    }).pipe(Layer.provideMerge(db))
+
+    layer(runtime, { excludeTestServices: true })((it) => {
+      it.effect.prop(
+        "one row and one message per distinct make-up, however spelled and however concurrent",
+        [
+          Arbitrary.array(submission, { minLength: 1, maxLength: 4 }),
+          Arbitrary.array(Arbitrary.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 6 }))), {
+            minLength: 4,
+            maxLength: 4
+          }),
+          seed,
+          phrase
+        ],
+        ([generated, copies, seedValue, otherName]) =>
+          Effect.gen(function* () {
+            const intake = yield* FormulaIntake
+            const sql = yield* SqlClient.SqlClient
+            const run = runs++
+            const random = randomFrom(seedValue)
+            const makeUps = generated.map((s) => unique(s, run))
+
+            // Every make-up several times, each time spelled differently, all at once.
+            const bodies = makeUps.flatMap((s, i) =>
+              Array.from({ length: copies[i]! }, () => ({
+                fingerprint: fingerprintOf(s),
+                json: respelledJson(random, s, random() < 0.5 ? s.name : otherName)
+              }))
+            )
+            const outcomes = yield* Effect.forEach(
+              bodies,
+              (body) => {
+                const parsed = parseJsonExact(body.json)
+                if (Result.isFailure(parsed)) return Effect.die(parsed.failure)
+                return intake.submit(parsed.success).pipe(
+                  Effect.map((row) => ({ fingerprint: body.fingerprint, created: row.id, duplicateOf: undefined })),
+                  Effect.catchTag("Duplicate", (error) =>
+                    Effect.succeed({ fingerprint: body.fingerprint, created: undefined, duplicateOf: error.existingId })
+                  )
+                )
+              },
+              { concurrency: "unbounded" }
+            )
+
+            const distinct = new Set(bodies.map((body) => body.fingerprint))
+            const winners = new Map<string, string>()
+            for (const outcome of outcomes) {
+              if (outcome.created === undefined) continue
+              assert.isFalse(winners.has(outcome.fingerprint), "two submissions of one make-up were both created")
+              winners.set(outcome.fingerprint, outcome.created)
+            }
+            assert.strictEqual(winners.size, distinct.size, "every distinct make-up is created once")
+            for (const outcome of outcomes) {
+              if (outcome.duplicateOf !== undefined) {
+                assert.strictEqual(outcome.duplicateOf, winners.get(outcome.fingerprint), "a duplicate names the winner")
+              }
+            }
+
+            const rows = yield* sql<{ fingerprint: string; id: string; messages: number }>`
+              SELECT f.fingerprint, f.id::text AS id, (SELECT count(*)::int FROM outbox o WHERE o.formula_id = f.id) AS messages
+                FROM formulas f WHERE f.fingerprint IN ${sql.in([...distinct])}`
+            assert.strictEqual(rows.length, distinct.size, "one stored row per make-up")
+            for (const row of rows) {
+              assert.strictEqual(row.id, winners.get(row.fingerprint))
+              assert.strictEqual(row.messages, 1, "one outbox message per stored formula")
+            }
+
+            const delivered = yield* drainQueue
+            assert.sameMembers(
+              delivered.map((message) => message.formulaId),
+              [...winners.values()],
+              "exactly one queue message per created formula, none for duplicates"
+            )
+          }),
+        { arbitrary: { runs: 12 } }
+      )
+    })
+  })
+}
