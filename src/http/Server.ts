@@ -39,7 +39,7 @@ export const routes = Layer.mergeAll(
     Layer.provide([FormulasHandlers, SystemHandlers, makeQueueHandlers(Api)]),
     Layer.provide(HttpApiMiddleware.layerProblemDetails({ includeDetails: true }))
   ),
-  HttpApiScalar.layer(Api, { path: "/docs" }),
+  HttpApiScalar.layer(Api, { path: "/docs", scalar: { withDefaultFonts: false } }),
   PrometheusMetrics.layerHttp({ path: "/metrics" }),
   ResponseMiddleware
 )
