@@ -18,7 +18,7 @@ import { FormulaIntake } from "./intake/FormulaIntake.ts"
 import * as OutboxRelay from "./intake/OutboxRelay.ts"
 import { MessageQueue, type MessageQueueOptions } from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
-import { FormulaStore } from "./store/FormulaStore.ts"
+import { FormulaStore, type GroupCommitSettings } from "./store/FormulaStore.ts"
 
 export type RuntimeServices = FormulaIntake | FormulaStore | MessageQueue | FingerprintCache
 
@@ -35,6 +35,8 @@ export interface RuntimeOptions {
   readonly cacheCapacity?: number | undefined
   /** Default: from OUTBOX_RELAY_INTERVAL_MS (5 s). */
   readonly relayInterval?: Duration.Input | undefined
+  /** Default: from GROUP_COMMIT_* (batches of up to 64, no linger, 2 writers). */
+  readonly groupCommit?: GroupCommitSettings | undefined
 }
 
 /** The runtime on a given (migrated) database. */
@@ -52,9 +54,11 @@ export const layerWith = <E, R>(
       : FingerprintCache.layerWith({ capacity: options.cacheCapacity })
   const relay =
     options.relayInterval === undefined ? OutboxRelay.layer : OutboxRelay.layerWith({ interval: options.relayInterval })
+  const store =
+    options.groupCommit === undefined ? FormulaStore.layerNoDeps : FormulaStore.layerWith(options.groupCommit)
   return Layer.mergeAll(FormulaIntake.layerNoDeps, relay).pipe(
     Layer.provideMerge(Layer.mergeAll(queue, cache)),
-    Layer.provideMerge(FormulaStore.layerNoDeps),
+    Layer.provideMerge(store),
     Layer.provide(database)
   )
 }

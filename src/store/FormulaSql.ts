@@ -4,7 +4,7 @@
  * transaction's connection automatically when called inside `withTransaction`.
  */
 import { Array as Arr, Effect } from "effect"
-import type { PgClient } from "@effect/sql-pg"
+import { type PgClient, PgTypes } from "@effect/sql-pg"
 
 export interface MaterialRow {
   readonly name: string
@@ -135,6 +135,77 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
 
   const ping = Effect.asVoid(sql`SELECT 1`)
 
+  // The batch statements below take one array per column and `unnest` them,
+  // so a batch of any size is the same statement text (prepared once) and
+  // one round trip per table.
+  const array = (values: ReadonlyArray<unknown>, oid: number) => {
+    const parameter = PgTypes.array(values, oid)
+    if (parameter._tag === "Failure") throw parameter.failure
+    return parameter.success
+  }
+
+  /** Inserts the formulas whose fingerprint is new; returns the ids that were inserted. */
+  const insertFormulasIfNew = (
+    formulas: ReadonlyArray<{
+      readonly id: string
+      readonly fingerprint: string
+      readonly name: string
+      readonly createdAt: Date
+    }>
+  ) =>
+    Effect.map(
+      sql<{ readonly id: string }>`
+        INSERT INTO formulas (id, fingerprint, name, created_at)
+        SELECT * FROM unnest(
+          ${array(formulas.map((f) => f.id), PgTypes.OID.uuid)},
+          ${array(formulas.map((f) => f.fingerprint), PgTypes.OID.text)},
+          ${array(formulas.map((f) => f.name), PgTypes.OID.text)},
+          ${array(formulas.map((f) => f.createdAt), PgTypes.OID.timestamptz)})
+        ON CONFLICT (fingerprint) DO NOTHING
+        RETURNING id::text AS id`,
+      (rows) => new Set(rows.map((row) => row.id))
+    )
+
+  const findIdsByFingerprints = (fingerprints: ReadonlyArray<string>) =>
+    Effect.map(
+      sql<{ readonly fingerprint: string; readonly id: string }>`
+        SELECT fingerprint, id::text AS id FROM formulas
+         WHERE fingerprint = ANY(${array(fingerprints, PgTypes.OID.text)})`,
+      (rows) => new Map(rows.map((row) => [row.fingerprint, row.id]))
+    )
+
+  const insertMaterialsMany = (
+    formulas: ReadonlyArray<{ readonly id: string; readonly materials: ReadonlyArray<MaterialRow> }>
+  ) => {
+    const rows = formulas.flatMap((f) => f.materials.map((m, position) => ({ id: f.id, position, ...m })))
+    return Effect.asVoid(sql`
+      INSERT INTO formula_materials (formula_id, position, name, concentration)
+      SELECT * FROM unnest(
+        ${array(rows.map((r) => r.id), PgTypes.OID.uuid)},
+        ${array(rows.map((r) => r.position), PgTypes.OID.int4)},
+        ${array(rows.map((r) => r.name), PgTypes.OID.text)},
+        ${array(rows.map((r) => r.concentration), PgTypes.OID.numeric)})`)
+  }
+
+  const insertOutboxMany = (
+    messages: ReadonlyArray<{ readonly messageId: string; readonly formulaId: string; readonly body: unknown }>
+  ) =>
+    Effect.asVoid(sql`
+      INSERT INTO outbox (message_id, formula_id, body)
+      SELECT * FROM unnest(
+        ${array(messages.map((m) => m.messageId), PgTypes.OID.uuid)},
+        ${array(messages.map((m) => m.formulaId), PgTypes.OID.uuid)},
+        ${array(messages.map((m) => m.body), PgTypes.OID.jsonb)})`)
+
+  /** Which of these messages exist: asked after a batch COMMIT whose answer was lost. */
+  const existingOutboxMessages = (messageIds: ReadonlyArray<string>) =>
+    Effect.map(
+      sql<{ readonly message_id: string }>`
+        SELECT message_id::text AS message_id FROM outbox
+         WHERE message_id = ANY(${array(messageIds, PgTypes.OID.uuid)})`,
+      (rows) => new Set(rows.map((row) => row.message_id))
+    )
+
   /** Settles a message: acked by a consumer. Only the first ack's time is kept. */
   const markDelivered = (messageId: string, at: Date) =>
     Effect.asVoid(sql`UPDATE outbox SET delivered_at = ${at} WHERE message_id = ${messageId} AND delivered_at IS NULL`)
@@ -183,6 +254,11 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     selectFormulaById,
     selectFormulaPage,
     ping,
+    insertFormulasIfNew,
+    findIdsByFingerprints,
+    insertMaterialsMany,
+    insertOutboxMany,
+    existingOutboxMessages,
     markDelivered,
     markPurged,
     selectUnsettled,

@@ -7,9 +7,10 @@
  * both win: the unique index serialises them.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Clock, Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
+import { Clock, Config, Context, Duration, Effect, Exit, Layer, Schedule, Schema } from "effect"
 import type { SqlError } from "effect/sql/SqlError"
 import { type FormulaRow, makeFormulaSql, type MaterialRow } from "./FormulaSql.ts"
+import * as GroupCommit from "./GroupCommit.ts"
 
 export type { FormulaRow, MaterialRow }
 
@@ -48,6 +49,21 @@ export interface Page {
 /** Longest a request waits for the database before answering 503. */
 const operationTimeout = Duration.seconds(10)
 
+export interface GroupCommitSettings {
+  readonly maxBatch: number
+  readonly linger: Duration.Input
+  readonly workers: number
+}
+
+const int = (name: string, minimum: number, maximum: number, fallback: number) =>
+  Config.schema(Schema.Int.check(Schema.isBetween({ minimum, maximum })), name).pipe(Config.withDefault(fallback))
+
+export const GroupCommitConfig = Config.all({
+  maxBatch: int("GROUP_COMMIT_MAX_BATCH", 1, 1000, 64),
+  linger: Config.map(int("GROUP_COMMIT_LINGER_MS", 0, 1000, 0), Duration.millis),
+  workers: int("GROUP_COMMIT_WORKERS", 1, 64, 2)
+})
+
 export class FormulaStore extends Context.Service<
   FormulaStore,
   {
@@ -74,119 +90,198 @@ export class FormulaStore extends Context.Service<
     ): Effect.Effect<ReadonlyArray<{ readonly fingerprint: string; readonly id: string }>, DatabaseUnavailable>
   }
 >()("formula-intake/store/FormulaStore") {
-  static readonly layerNoDeps = Layer.effect(
-    FormulaStore,
-    Effect.gen(function* () {
-      const sql = yield* PgClient.PgClient
-      const q = makeFormulaSql(sql)
+  /** With explicit group-commit settings (see GroupCommit.ts); `maxBatch: 1` writes each formula alone. */
+  static readonly layerWith = (options: GroupCommitSettings) =>
+    Layer.effect(
+      FormulaStore,
+      Effect.gen(function* () {
+        const sql = yield* PgClient.PgClient
+        const q = makeFormulaSql(sql)
 
-      const writeTransaction = (formula: NewFormula) =>
-        sql.withTransaction(
-          Effect.gen(function* () {
-            const inserted = yield* q.insertFormulaIfNew(formula)
-            if (!inserted) {
-              const existingId = yield* q.findIdByFingerprint(formula.fingerprint)
-              // The row that beat us cannot vanish (formulas are never deleted), so this is always found.
-              return { _tag: "Duplicate", existingId: existingId! } as const
-            }
-            yield* q.insertMaterials(formula.id, formula.materials)
-            yield* q.insertOutboxMessage({
-              messageId: formula.message.id,
-              formulaId: formula.id,
-              body: formula.message.body
+        const writeTransaction = (formula: NewFormula) =>
+          sql.withTransaction(
+            Effect.gen(function* () {
+              const inserted = yield* q.insertFormulaIfNew(formula)
+              if (!inserted) {
+                const existingId = yield* q.findIdByFingerprint(formula.fingerprint)
+                // The row that beat us cannot vanish (formulas are never deleted), so this is always found.
+                return { _tag: "Duplicate", existingId: existingId! } as const
+              }
+              yield* q.insertMaterials(formula.id, formula.materials)
+              yield* q.insertOutboxMessage({
+                messageId: formula.message.id,
+                formulaId: formula.id,
+                body: formula.message.body
+              })
+              return { _tag: "Created" } as const
             })
-            return { _tag: "Created" } as const
-          })
-        )
+          )
 
-      // When the transaction fails we may not know whether COMMIT took effect
-      // (the connection can drop after the server committed). The outbox row
-      // exists exactly when it did, so ask; retry the question briefly while
-      // the database comes back.
-      const committedAnyway = (formula: NewFormula) =>
-        q
-          .outboxMessageExists(formula.message.id)
-          .pipe(Effect.retry({ schedule: Schedule.exponential(Duration.millis(50)), times: 5 }))
+        // When the transaction fails we may not know whether COMMIT took effect
+        // (the connection can drop after the server committed). The outbox row
+        // exists exactly when it did, so ask; retry the question briefly while
+        // the database comes back.
+        const committedAnyway = (formula: NewFormula) =>
+          q
+            .outboxMessageExists(formula.message.id)
+            .pipe(Effect.retry({ schedule: Schedule.exponential(Duration.millis(50)), times: 5 }))
 
-      const insert = Effect.fn("FormulaStore.insert")(function* (formula: NewFormula) {
-        const outcome = yield* writeTransaction(formula).pipe(
-          Effect.catchTag("SqlError", (error) =>
-            isBug(error)
-              ? Effect.die(error)
-              : Effect.flatMap(committedAnyway(formula), (committed) =>
-                  committed ? Effect.succeed({ _tag: "Created" } as const) : Effect.fail(error)
+        const createdRow = (formula: NewFormula): InsertOutcome => ({
+          _tag: "Created",
+          formula: {
+            seq: "",
+            id: formula.id,
+            fingerprint: formula.fingerprint,
+            name: formula.name,
+            createdAt: formula.createdAt,
+            materials: formula.materials,
+            messageId: formula.message.id,
+            deliveredAt: null
+          }
+        })
+
+        /** One formula, one transaction. */
+        const insertOne = (formula: NewFormula): Effect.Effect<InsertOutcome, DatabaseUnavailable> =>
+          writeTransaction(formula).pipe(
+            Effect.catchTag("SqlError", (error) =>
+              isBug(error)
+                ? Effect.die(error)
+                : Effect.flatMap(committedAnyway(formula), (committed) =>
+                    committed ? Effect.succeed({ _tag: "Created" } as const) : Effect.fail(error)
+                  )
+            ),
+            unavailableOnFailure,
+            Effect.map((outcome) => (outcome._tag === "Created" ? createdRow(formula) : outcome))
+          )
+
+        /** Many formulas, one transaction: multi-row inserts, per-item outcomes. */
+        const batchTransaction = (formulas: ReadonlyArray<NewFormula>) =>
+          sql.withTransaction(
+            Effect.gen(function* () {
+              const inserted = yield* q.insertFormulasIfNew(formulas)
+              const created = formulas.filter((formula) => inserted.has(formula.id))
+              const lost = formulas.filter((formula) => !inserted.has(formula.id))
+              // Same transaction: also sees a winner inserted by this very batch.
+              const owners =
+                lost.length === 0
+                  ? new Map<string, string>()
+                  : yield* q.findIdsByFingerprints(lost.map((f) => f.fingerprint))
+              if (created.length > 0) {
+                yield* q.insertMaterialsMany(created)
+                yield* q.insertOutboxMany(
+                  created.map((f) => ({ messageId: f.message.id, formulaId: f.id, body: f.message.body }))
                 )
-          ),
-          unavailableOnFailure
-        )
-        if (outcome._tag === "Duplicate") return outcome
-        const created: FormulaRow = {
-          seq: "",
-          id: formula.id,
-          fingerprint: formula.fingerprint,
-          name: formula.name,
-          createdAt: formula.createdAt,
-          materials: formula.materials,
-          messageId: formula.message.id,
-          deliveredAt: null
-        }
-        return { _tag: "Created", formula: created } as const
+              }
+              return formulas.map(
+                (formula): InsertOutcome =>
+                  inserted.has(formula.id)
+                    ? createdRow(formula)
+                    : { _tag: "Duplicate", existingId: owners.get(formula.fingerprint)! }
+              )
+            })
+          )
+
+        // A failed batch either committed as a whole (its COMMIT answer was lost:
+        // its outbox rows exist) or not at all. If not, each item is written on
+        // its own, so one bad item cannot fail its neighbours.
+        const afterFailedBatch = (formulas: ReadonlyArray<NewFormula>) =>
+          q.existingOutboxMessages(formulas.map((f) => f.message.id)).pipe(
+            Effect.retry({ schedule: Schedule.exponential(Duration.millis(50)), times: 5 }),
+            Effect.flatMap((existing) =>
+              existing.size === 0
+                ? Effect.forEach(formulas, (formula) => Effect.exit(insertOne(formula)))
+                : Effect.map(q.findIdsByFingerprints(formulas.map((f) => f.fingerprint)), (owners) =>
+                    formulas.map((formula) =>
+                      Exit.succeed<InsertOutcome>(
+                        existing.has(formula.message.id)
+                          ? createdRow(formula)
+                          : { _tag: "Duplicate", existingId: owners.get(formula.fingerprint)! }
+                      )
+                    )
+                  )
+            ),
+            unavailableOnFailure
+          )
+
+        const insertBatch = (
+          formulas: ReadonlyArray<NewFormula>
+        ): Effect.Effect<ReadonlyArray<Exit.Exit<InsertOutcome, DatabaseUnavailable>>> =>
+          formulas.length === 1
+            ? Effect.map(Effect.exit(insertOne(formulas[0]!)), (exit) => [exit])
+            : batchTransaction(formulas).pipe(
+                Effect.map((outcomes) => outcomes.map((outcome) => Exit.succeed(outcome))),
+                Effect.timeoutOrElse({ duration: operationTimeout, orElse: () => Effect.fail(timedOut) }),
+                Effect.catch(() => afterFailedBatch(formulas)),
+                Effect.catch((error) => Effect.succeed(formulas.map(() => Exit.fail(error)))),
+                Effect.withSpan("FormulaStore.insertBatch", { attributes: { size: formulas.length } })
+              )
+
+        const submit = yield* GroupCommit.make({ ...options, write: insertBatch })
+        const insert = (formula: NewFormula) => submit(formula).pipe(Effect.withSpan("FormulaStore.insert"))
+
+        const findById = Effect.fn("FormulaStore.findById")(function* (id: string) {
+          // Ids are UUIDs; anything else cannot exist, and must not reach a uuid-typed comparison.
+          if (!uuidPattern.test(id)) return undefined
+          return yield* q.selectFormulaById(id.toLowerCase()).pipe(unavailableOnFailure)
+        })
+
+        const page = Effect.fn("FormulaStore.page")(function* (options: {
+          readonly limit: number
+          readonly beforeSeq: string | undefined
+        }) {
+          // Read one more row than asked to learn whether another page follows.
+          const rows = yield* q
+            .selectFormulaPage({ limit: options.limit + 1, beforeSeq: options.beforeSeq })
+            .pipe(unavailableOnFailure)
+          const items = rows.slice(0, options.limit)
+          const nextBeforeSeq = rows.length > options.limit ? items[items.length - 1]!.seq : null
+          return { items, nextBeforeSeq }
+        })
+
+        const ping = q.ping.pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.ping"))
+
+        const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
+
+        const markDelivered = (messageId: string) =>
+          Effect.flatMap(now, (at) => q.markDelivered(messageId, at)).pipe(
+            unavailableOnFailure,
+            Effect.withSpan("FormulaStore.markDelivered")
+          )
+
+        const markPurged = (messageIds: ReadonlyArray<string>) =>
+          Effect.flatMap(now, (at) => q.markPurged(messageIds, at)).pipe(
+            unavailableOnFailure,
+            Effect.withSpan("FormulaStore.markPurged")
+          )
+
+        const unsettledMessages = (options: { readonly limit: number; readonly after: UnsettledMessage | undefined }) =>
+          q.selectUnsettled(options).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.unsettledMessages"))
+
+        const recentFingerprints = (limit: number) =>
+          q
+            .selectRecentFingerprints(limit)
+            .pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.recentFingerprints"))
+
+        return FormulaStore.of({
+          insert,
+          findById,
+          page,
+          ping,
+          markDelivered,
+          markPurged,
+          unsettledMessages,
+          recentFingerprints
+        })
       })
+    )
 
-      const findById = Effect.fn("FormulaStore.findById")(function* (id: string) {
-        // Ids are UUIDs; anything else cannot exist, and must not reach a uuid-typed comparison.
-        if (!uuidPattern.test(id)) return undefined
-        return yield* q.selectFormulaById(id.toLowerCase()).pipe(unavailableOnFailure)
-      })
-
-      const page = Effect.fn("FormulaStore.page")(function* (options: {
-        readonly limit: number
-        readonly beforeSeq: string | undefined
-      }) {
-        // Read one more row than asked to learn whether another page follows.
-        const rows = yield* q
-          .selectFormulaPage({ limit: options.limit + 1, beforeSeq: options.beforeSeq })
-          .pipe(unavailableOnFailure)
-        const items = rows.slice(0, options.limit)
-        const nextBeforeSeq = rows.length > options.limit ? items[items.length - 1]!.seq : null
-        return { items, nextBeforeSeq }
-      })
-
-      const ping = q.ping.pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.ping"))
-
-      const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
-
-      const markDelivered = (messageId: string) =>
-        Effect.flatMap(now, (at) => q.markDelivered(messageId, at)).pipe(
-          unavailableOnFailure,
-          Effect.withSpan("FormulaStore.markDelivered")
-        )
-
-      const markPurged = (messageIds: ReadonlyArray<string>) =>
-        Effect.flatMap(now, (at) => q.markPurged(messageIds, at)).pipe(
-          unavailableOnFailure,
-          Effect.withSpan("FormulaStore.markPurged")
-        )
-
-      const unsettledMessages = (options: { readonly limit: number; readonly after: UnsettledMessage | undefined }) =>
-        q.selectUnsettled(options).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.unsettledMessages"))
-
-      const recentFingerprints = (limit: number) =>
-        q.selectRecentFingerprints(limit).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.recentFingerprints"))
-
-      return FormulaStore.of({
-        insert,
-        findById,
-        page,
-        ping,
-        markDelivered,
-        markPurged,
-        unsettledMessages,
-        recentFingerprints
-      })
-    })
+  /** Group commit from `GROUP_COMMIT_MAX_BATCH` (64), `GROUP_COMMIT_LINGER_MS` (0), `GROUP_COMMIT_WORKERS` (2). */
+  static readonly layerNoDeps = Layer.unwrap(
+    Effect.map(GroupCommitConfig, (settings) => FormulaStore.layerWith(settings))
   )
 }
+
+const timedOut = new DatabaseUnavailable({ message: "database did not answer in time" })
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
@@ -204,6 +299,6 @@ const unavailableOnFailure = <A, R>(self: Effect.Effect<A, SqlError, R>): Effect
     ),
     Effect.timeoutOrElse({
       duration: operationTimeout,
-      orElse: () => Effect.fail(new DatabaseUnavailable({ message: "database did not answer in time" }))
+      orElse: () => Effect.fail(timedOut)
     })
   )

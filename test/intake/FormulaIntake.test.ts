@@ -53,89 +53,106 @@ const drainQueue = Effect.gen(function* () {
   }
 })
 
+// Group commit must not weaken anything: every formula written alone, and in batches.
+const groupCommits = [
+  { maxBatch: 1, linger: 0, workers: 1 },
+  { maxBatch: 64, linger: 2, workers: 2 }
+]
+
 for (const database of testDatabases) {
-  describe(`FormulaIntake on ${database.name}`, () => {
-    const db = database.layer()
-    const runtime = Runtime.layerWith(db, {
-      queue: { capacity: 100_000 },
-      cacheCapacity: 1_000,
-      relayInterval: "1 hour"
-    }).pipe(Layer.provideMerge(db))
+  for (const groupCommit of groupCommits) {
+    describe(`FormulaIntake on ${database.name}, batches of up to ${groupCommit.maxBatch}`, () => {
+      const db = database.layer()
+      const runtime = Runtime.layerWith(db, {
+        queue: { capacity: 100_000 },
+        cacheCapacity: 1_000,
+        relayInterval: "1 hour",
+        groupCommit
+      }).pipe(Layer.provideMerge(db))
 
-    layer(runtime, { excludeTestServices: true })((it) => {
-      it.effect.prop(
-        "one row and one message per distinct make-up, however spelled and however concurrent",
-        [
-          Arbitrary.array(submission, { minLength: 1, maxLength: 4 }),
-          Arbitrary.array(Arbitrary.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 6 }))), {
-            minLength: 4,
-            maxLength: 4
-          }),
-          seed,
-          phrase
-        ],
-        ([generated, copies, seedValue, otherName]) =>
-          Effect.gen(function* () {
-            const intake = yield* FormulaIntake
-            const sql = yield* SqlClient.SqlClient
-            const run = runs++
-            const random = randomFrom(seedValue)
-            const makeUps = generated.map((s) => unique(s, run))
+      layer(runtime, { excludeTestServices: true })((it) => {
+        it.effect.prop(
+          "one row and one message per distinct make-up, however spelled and however concurrent",
+          [
+            Arbitrary.array(submission, { minLength: 1, maxLength: 4 }),
+            Arbitrary.array(Arbitrary.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 6 }))), {
+              minLength: 4,
+              maxLength: 4
+            }),
+            seed,
+            phrase
+          ],
+          ([generated, copies, seedValue, otherName]) =>
+            Effect.gen(function* () {
+              const intake = yield* FormulaIntake
+              const sql = yield* SqlClient.SqlClient
+              const run = runs++
+              const random = randomFrom(seedValue)
+              const makeUps = generated.map((s) => unique(s, run))
 
-            // Every make-up several times, each time spelled differently, all at once.
-            const bodies = makeUps.flatMap((s, i) =>
-              Array.from({ length: copies[i]! }, () => ({
-                fingerprint: fingerprintOf(s),
-                json: respelledJson(random, s, random() < 0.5 ? s.name : otherName)
-              }))
-            )
-            const outcomes = yield* Effect.forEach(
-              bodies,
-              (body) => {
-                const parsed = parseJsonExact(body.json)
-                if (Result.isFailure(parsed)) return Effect.die(parsed.failure)
-                return intake.submit(parsed.success).pipe(
-                  Effect.map((row) => ({ fingerprint: body.fingerprint, created: row.id, duplicateOf: undefined })),
-                  Effect.catchTag("Duplicate", (error) =>
-                    Effect.succeed({ fingerprint: body.fingerprint, created: undefined, duplicateOf: error.existingId })
+              // Every make-up several times, each time spelled differently, all at once.
+              const bodies = makeUps.flatMap((s, i) =>
+                Array.from({ length: copies[i]! }, () => ({
+                  fingerprint: fingerprintOf(s),
+                  json: respelledJson(random, s, random() < 0.5 ? s.name : otherName)
+                }))
+              )
+              const outcomes = yield* Effect.forEach(
+                bodies,
+                (body) => {
+                  const parsed = parseJsonExact(body.json)
+                  if (Result.isFailure(parsed)) return Effect.die(parsed.failure)
+                  return intake.submit(parsed.success).pipe(
+                    Effect.map((row) => ({ fingerprint: body.fingerprint, created: row.id, duplicateOf: undefined })),
+                    Effect.catchTag("Duplicate", (error) =>
+                      Effect.succeed({
+                        fingerprint: body.fingerprint,
+                        created: undefined,
+                        duplicateOf: error.existingId
+                      })
+                    )
                   )
-                )
-              },
-              { concurrency: "unbounded" }
-            )
+                },
+                { concurrency: "unbounded" }
+              )
 
-            const distinct = new Set(bodies.map((body) => body.fingerprint))
-            const winners = new Map<string, string>()
-            for (const outcome of outcomes) {
-              if (outcome.created === undefined) continue
-              assert.isFalse(winners.has(outcome.fingerprint), "two submissions of one make-up were both created")
-              winners.set(outcome.fingerprint, outcome.created)
-            }
-            assert.strictEqual(winners.size, distinct.size, "every distinct make-up is created once")
-            for (const outcome of outcomes) {
-              if (outcome.duplicateOf !== undefined) {
-                assert.strictEqual(outcome.duplicateOf, winners.get(outcome.fingerprint), "a duplicate names the winner")
+              const distinct = new Set(bodies.map((body) => body.fingerprint))
+              const winners = new Map<string, string>()
+              for (const outcome of outcomes) {
+                if (outcome.created === undefined) continue
+                assert.isFalse(winners.has(outcome.fingerprint), "two submissions of one make-up were both created")
+                winners.set(outcome.fingerprint, outcome.created)
               }
-            }
+              assert.strictEqual(winners.size, distinct.size, "every distinct make-up is created once")
+              for (const outcome of outcomes) {
+                if (outcome.duplicateOf !== undefined) {
+                  assert.strictEqual(
+                    outcome.duplicateOf,
+                    winners.get(outcome.fingerprint),
+                    "a duplicate names the winner"
+                  )
+                }
+              }
 
-            const rows = yield* sql<{ fingerprint: string; id: string; messages: number }>`
+              const rows = yield* sql<{ fingerprint: string; id: string; messages: number }>`
               SELECT f.fingerprint, f.id::text AS id, (SELECT count(*)::int FROM outbox o WHERE o.formula_id = f.id) AS messages
                 FROM formulas f WHERE f.fingerprint IN ${sql.in([...distinct])}`
-            assert.strictEqual(rows.length, distinct.size, "one stored row per make-up")
-            for (const row of rows) {
-              assert.strictEqual(row.id, winners.get(row.fingerprint))
-              assert.strictEqual(row.messages, 1, "one outbox message per stored formula")
-            }
+              assert.strictEqual(rows.length, distinct.size, "one stored row per make-up")
+              for (const row of rows) {
+                assert.strictEqual(row.id, winners.get(row.fingerprint))
+                assert.strictEqual(row.messages, 1, "one outbox message per stored formula")
+              }
 
-            const delivered = yield* drainQueue
-            assert.sameMembers(
-              delivered.map((message) => message.formulaId),
-              [...winners.values()],
-              "exactly one queue message per created formula, none for duplicates"
-            )
-          }),
-        { arbitrary: { runs: 12 } }
-      )
+              const delivered = yield* drainQueue
+              assert.sameMembers(
+                delivered.map((message) => message.formulaId),
+                [...winners.values()],
+                "exactly one queue message per created formula, none for duplicates"
+              )
+            }),
+          { arbitrary: { runs: 12 } }
+        )
+      })
     })
-  })
+  }
 }
