@@ -15,12 +15,13 @@ import { Duration, Layer } from "effect"
 import type { SqlClient } from "effect/sql"
 import { FingerprintCache } from "./intake/FingerprintCache.ts"
 import { FormulaIntake } from "./intake/FormulaIntake.ts"
+import { IdempotencyKeys } from "./intake/IdempotencyKeys.ts"
 import * as OutboxRelay from "./intake/OutboxRelay.ts"
 import { MessageQueue, type MessageQueueOptions } from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
 import { FormulaStore, type GroupCommitSettings } from "./store/FormulaStore.ts"
 
-export type RuntimeServices = FormulaIntake | FormulaStore | MessageQueue | FingerprintCache
+export type RuntimeServices = FormulaIntake | FormulaStore | MessageQueue | FingerprintCache | IdempotencyKeys
 
 /** Acked messages settle their outbox row; purged dead letters too. */
 const settleHooks = {
@@ -58,7 +59,7 @@ export const layerWith = <E, R>(
     options.groupCommit === undefined ? FormulaStore.layerNoDeps : FormulaStore.layerWith(options.groupCommit)
   return Layer.mergeAll(FormulaIntake.layerNoDeps, relay).pipe(
     Layer.provideMerge(Layer.mergeAll(queue, cache)),
-    Layer.provideMerge(store),
+    Layer.provideMerge(Layer.mergeAll(store, IdempotencyKeys.layerNoDeps)),
     Layer.provide(database)
   )
 }

@@ -7,6 +7,8 @@ import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/ht
 import {
   DuplicateFormula,
   FormulaNotFound,
+  IdempotencyKeyInFlight,
+  IdempotencyKeyReused,
   InvalidFormula,
   InvalidRequest,
   MalformedJson,
@@ -58,13 +60,22 @@ export class FormulasApi extends HttpApiGroup.make("formulas")
   .add(
     HttpApiEndpoint.post("submit", "/formulas", {
       payload: FormulaRequest,
+      headers: {
+        "idempotency-key": Schema.optional(Schema.String).annotate({
+          description: "1–255 characters. Repeating it with the same body replays the first 201 or 409."
+        }),
+        "x-client-id": Schema.optional(Schema.String).annotate({ description: "Scopes Idempotency-Key per client." })
+      },
       success: HttpApiSchema.WithHeaders(FormulaView, { location: Schema.String }).pipe(HttpApiSchema.status(201)),
       error: [
         InvalidFormula,
+        InvalidRequest,
         MalformedJson,
         UnsupportedMediaType,
         PayloadTooLarge,
         DuplicateFormula,
+        IdempotencyKeyReused,
+        IdempotencyKeyInFlight,
         QueueFullProblem,
         ServiceUnavailable
       ]

@@ -1,5 +1,7 @@
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
+import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiSchema } from "effect/http-api"
+import { IdempotencyKeys, maxKeyLength, requestHash, type StoredResponse } from "../intake/IdempotencyKeys.ts"
 import { FormulaIntake } from "../intake/FormulaIntake.ts"
 import { type FormulaRow, FormulaStore } from "../store/FormulaStore.ts"
 import { Api } from "./Api.ts"
@@ -8,6 +10,8 @@ import { readJsonBody } from "./JsonBody.ts"
 import {
   DuplicateFormula,
   FormulaNotFound,
+  IdempotencyKeyInFlight,
+  IdempotencyKeyReused,
   InvalidFormula,
   InvalidRequest,
   QueueFullProblem,
@@ -37,6 +41,18 @@ const decodeCursor = (cursor: string): string | null => {
   return /^s[1-9][0-9]{0,17}$/.test(text) ? text.slice(1) : null
 }
 
+// The two outcomes an Idempotency-Key stores, exactly as first sent.
+const created = (view: FormulaView): StoredResponse => ({
+  status: 201,
+  body: view,
+  headers: { location: formulaUrl(view.id) }
+})
+const duplicate = (problem: DuplicateFormula): StoredResponse => ({
+  status: 409,
+  body: Schema.encodeUnknownSync(DuplicateFormula)(problem),
+  headers: { "content-type": "application/problem+json" }
+})
+
 const unavailable = (error: { readonly message: string }) => new ServiceUnavailable({ detail: error.message })
 
 export const FormulasHandlers = HttpApiBuilder.group(
@@ -45,27 +61,63 @@ export const FormulasHandlers = HttpApiBuilder.group(
   Effect.fn(function* (handlers) {
     const intake = yield* FormulaIntake
     const store = yield* FormulaStore
+    const keys = yield* IdempotencyKeys
+
+    const submit = (body: unknown) =>
+      intake.submit(body).pipe(
+        Effect.catchTags({
+          FormulaInvalid: (error) => Effect.fail(new InvalidFormula({ errors: error.errors })),
+          Duplicate: (error) =>
+            Effect.fail(
+              new DuplicateFormula({
+                detail: `formula ${error.existingId} has the same material make-up`,
+                existingId: error.existingId,
+                existingUrl: formulaUrl(error.existingId)
+              })
+            ),
+          QueueFull: () => Effect.fail(new QueueFullProblem({ detail: "too many messages await consumers" })),
+          DatabaseUnavailable: (error) => Effect.fail(unavailable(error))
+        })
+      )
 
     return handlers
       .handleRaw("submit", ({ request }) =>
         Effect.gen(function* () {
           const body = yield* readJsonBody(request)
-          const row = yield* intake.submit(body).pipe(
-            Effect.catchTags({
-              FormulaInvalid: (error) => Effect.fail(new InvalidFormula({ errors: error.errors })),
-              Duplicate: (error) =>
-                Effect.fail(
-                  new DuplicateFormula({
-                    detail: `formula ${error.existingId} has the same material make-up`,
-                    existingId: error.existingId,
-                    existingUrl: formulaUrl(error.existingId)
-                  })
-                ),
-              QueueFull: () => Effect.fail(new QueueFullProblem({ detail: "too many messages await consumers" })),
-              DatabaseUnavailable: (error) => Effect.fail(unavailable(error))
+          const key = request.headers["idempotency-key"]
+          if (key === undefined) {
+            const row = yield* submit(body)
+            return HttpApiSchema.withHeaders({ body: toFormulaView(row), headers: { location: formulaUrl(row.id) } })
+          }
+          // With a key: the first finished outcome (201 or duplicate 409) is stored and replayed.
+          if (key.length === 0 || key.length > maxKeyLength) {
+            return yield* new InvalidRequest({
+              errors: [{ path: "Idempotency-Key", message: `must be 1–${maxKeyLength} characters` }]
             })
-          )
-          return HttpApiSchema.withHeaders({ body: toFormulaView(row), headers: { location: formulaUrl(row.id) } })
+          }
+          const result = yield* keys
+            .run(
+              { scope: request.headers["x-client-id"] ?? "", key, requestHash: requestHash(body) },
+              submit(body).pipe(
+                Effect.map((row): StoredResponse => created(toFormulaView(row))),
+                Effect.catchTag("DuplicateFormula", (problem) => Effect.succeed(duplicate(problem)))
+              )
+            )
+            .pipe(
+              Effect.catchTags({
+                KeyReusedWithDifferentBody: () =>
+                  Effect.fail(new IdempotencyKeyReused({ detail: `Idempotency-Key ${JSON.stringify(key)}` })),
+                KeyInFlight: () =>
+                  Effect.fail(new IdempotencyKeyInFlight({ detail: `Idempotency-Key ${JSON.stringify(key)}` })),
+                DatabaseUnavailable: (error) => Effect.fail(unavailable(error))
+              })
+            )
+          return HttpServerResponse.jsonUnsafe(result.response.body, {
+            status: result.response.status,
+            headers: result.replayed
+              ? { ...result.response.headers, "idempotent-replayed": "true" }
+              : result.response.headers
+          })
         })
       )
       .handle("list", ({ query }) =>

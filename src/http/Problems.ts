@@ -69,3 +69,15 @@ export class QueueFullProblem extends HttpApiError.Problem<QueueFullProblem>()("
   status: 503,
   title: "The message queue is full; nothing was stored, retry later"
 }) {}
+
+export class IdempotencyKeyReused extends HttpApiError.Problem<IdempotencyKeyReused>()("IdempotencyKeyReused", {
+  type: problemType("idempotency-key-reused"),
+  status: 422,
+  title: "This Idempotency-Key was used with a different request body"
+}) {}
+
+export class IdempotencyKeyInFlight extends HttpApiError.Problem<IdempotencyKeyInFlight>()("IdempotencyKeyInFlight", {
+  type: problemType("idempotency-key-in-flight"),
+  status: 409,
+  title: "A request with this Idempotency-Key is still being processed; retry later"
+}) {}
