@@ -4,7 +4,7 @@
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Config, Effect, Layer, Metric } from "effect"
+import { Cause, Config, Effect, Exit, Layer, Metric, Runtime as EffectRuntime } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
@@ -65,5 +65,11 @@ export const serve = <E, R>(runtime: Layer.Layer<Runtime.RuntimeServices, E, R>)
 
 export const layer = serve(Runtime.layer)
 
+// SIGINT/SIGTERM interrupt the server: that is the normal way to stop it, so
+// exit 0 (the default maps interruption to 130, which process supervisors
+// record as a failure).
+const teardown: EffectRuntime.Teardown = (exit, onExit) =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : EffectRuntime.defaultTeardown(exit, onExit)
+
 /** Runs the server until SIGINT/SIGTERM, then closes it (finishing in-flight requests) and the database. */
-export const launch = () => Layer.launch(layer).pipe(NodeRuntime.runMain)
+export const launch = () => Layer.launch(layer).pipe(NodeRuntime.runMain({ teardown }))
