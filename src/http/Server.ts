@@ -6,13 +6,14 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Config, Effect, Exit, Layer, Metric, Runtime as EffectRuntime } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
+import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import { createServer } from "node:http"
 import * as Runtime from "../Runtime.ts"
 import { Api } from "./Api.ts"
 import { FormulasHandlers, SystemHandlers } from "./FormulasHandlers.ts"
 import { makeQueueHandlers } from "./QueueHandlers.ts"
+import { layerRequestProblems } from "./RequestProblems.ts"
 
 const httpRequests = Metric.counter("http_requests_total", { description: "HTTP responses by method and status" })
 
@@ -37,7 +38,7 @@ const ResponseMiddleware = HttpRouter.middleware(
 export const routes = Layer.mergeAll(
   HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
     Layer.provide([FormulasHandlers, SystemHandlers, makeQueueHandlers(Api)]),
-    Layer.provide(HttpApiMiddleware.layerProblemDetails({ includeDetails: true }))
+    Layer.provide(layerRequestProblems)
   ),
   HttpApiScalar.layer(Api, { path: "/docs", scalar: { withDefaultFonts: false } }),
   PrometheusMetrics.layerHttp({ path: "/metrics" }),
