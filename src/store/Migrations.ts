@@ -52,6 +52,29 @@ export const migrations = Migrator.fromRecord({
     yield* sql`ALTER TABLE outbox ADD COLUMN purged_at timestamptz`
     yield* sql`DROP INDEX outbox_undelivered`
     yield* sql`CREATE INDEX outbox_undelivered ON outbox (created_at) WHERE delivered_at IS NULL AND purged_at IS NULL`
+  }),
+  "0004_create_idempotency_keys": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    // One row per (client scope, Idempotency-Key): an in-flight claim (status NULL) or a finished
+    // response. `scope` holds the SHA-256 hex of the client's X-Client-Id (see IdempotencySql.ts);
+    // `claim_token` fences a claim so a holder whose lease was taken over cannot touch its successor's
+    // row; `response` is `json`, not `jsonb`, so the replayed body is the stored text, key order included.
+    // Timestamps come from the application's Clock, not now(): lease and TTL follow one testable clock.
+    yield* sql`
+      CREATE TABLE idempotency_keys (
+        scope text NOT NULL,
+        key text NOT NULL,
+        request_hash text NOT NULL,
+        claim_token uuid NOT NULL,
+        status integer,
+        response json,
+        claimed_at timestamptz NOT NULL,
+        completed_at timestamptz,
+        PRIMARY KEY (scope, key),
+        CHECK ((status IS NULL) = (response IS NULL) AND (status IS NULL) = (completed_at IS NULL))
+      )`
+    // The purge deletes by age (claimed_at < cutoff), oldest first.
+    yield* sql`CREATE INDEX idempotency_keys_claimed_at ON idempotency_keys (claimed_at)`
   })
 })
 
