@@ -35,7 +35,7 @@ import { Cause, Clock, Config, Context, Duration, Effect, Exit, Layer, Option, S
 import { SecureRandom } from "effect/crypto"
 import type { SqlError } from "effect/sql/SqlError"
 import { JsonNumberText } from "../domain/JsonExact.ts"
-import { DatabaseUnavailable } from "../store/FormulaStore.ts"
+import { DatabaseUnavailable, unavailableOnFailure } from "../store/DatabaseUnavailable.ts"
 import { type Claim, type KeyRow, makeIdempotencySql } from "../store/IdempotencySql.ts"
 
 export { DatabaseUnavailable }
@@ -124,9 +124,6 @@ export class IdempotencyKeys extends Context.Service<
     options: IdempotencyKeysOptions = {}
   ): Layer.Layer<IdempotencyKeys, never, PgClient.PgClient> => Layer.effect(IdempotencyKeys, make(options))
 }
-
-/** Longest a request waits for the database before answering 503 (as FormulaStore). */
-const operationTimeout = Duration.seconds(10)
 
 /** Claim attempts in one call before giving up with `KeyInFlight` (only a key claimed and released in a tight loop gets there). */
 const maxClaimAttempts = 3
@@ -285,24 +282,6 @@ const storedResponse = (row: KeyRow, status: number): StoredResponse => ({
   body: row.response?.body ?? null,
   headers: row.response?.headers ?? {}
 })
-
-/** Errors that mean our SQL is wrong, not that the database is away: defects, never a 503 (as FormulaStore). */
-const isBug = (error: SqlError): boolean =>
-  error.reason._tag === "SqlSyntaxError" || error.reason._tag === "ConstraintError"
-
-/** Maps infrastructure failures and slowness to `DatabaseUnavailable`, within a bounded time (as FormulaStore). */
-const unavailableOnFailure = <A, R>(self: Effect.Effect<A, SqlError, R>): Effect.Effect<A, DatabaseUnavailable, R> =>
-  self.pipe(
-    Effect.catchTag("SqlError", (error) =>
-      isBug(error)
-        ? Effect.die(error)
-        : Effect.fail(new DatabaseUnavailable({ message: `database unavailable: ${error.reason.message}` }))
-    ),
-    Effect.timeoutOrElse({
-      duration: operationTimeout,
-      orElse: () => Effect.fail(new DatabaseUnavailable({ message: "database did not answer in time" }))
-    })
-  )
 
 /**
  * SHA-256 (lowercase hex) of a request body's canonical JSON, so that whitespace and object key order do

@@ -8,18 +8,13 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer, Schedule, Schema } from "effect"
-import type { SqlError } from "effect/sql/SqlError"
+import { DatabaseUnavailable, isBug, operationTimeout, timedOut, unavailableOnFailure } from "./DatabaseUnavailable.ts"
 import { type FormulaRow, makeFormulaSql, type MaterialRow } from "./FormulaSql.ts"
 import * as GroupCommit from "./GroupCommit.ts"
 
 export type { FormulaRow, MaterialRow }
 
-/** The database did not answer in time or refused the connection; the caller may retry. */
-export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()(
-  "DatabaseUnavailable",
-  { message: Schema.String },
-  { httpApiStatus: 503 }
-) {}
+export { DatabaseUnavailable }
 
 export interface NewFormula {
   readonly id: string
@@ -45,9 +40,6 @@ export interface Page {
   /** `seq` of the last item when more follow: pass it back as `beforeSeq`. */
   readonly nextBeforeSeq: string | null
 }
-
-/** Longest a request waits for the database before answering 503. */
-const operationTimeout = Duration.seconds(10)
 
 export interface GroupCommitSettings {
   readonly maxBatch: number
@@ -281,24 +273,4 @@ export class FormulaStore extends Context.Service<
   )
 }
 
-const timedOut = new DatabaseUnavailable({ message: "database did not answer in time" })
-
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
-/** Errors that mean our SQL is wrong, not that the database is away: those are defects, never a 503. */
-const isBug = (error: SqlError): boolean =>
-  error.reason._tag === "SqlSyntaxError" || error.reason._tag === "ConstraintError"
-
-/** Maps infrastructure failures and slowness to `DatabaseUnavailable`, within a bounded time. */
-const unavailableOnFailure = <A, R>(self: Effect.Effect<A, SqlError, R>): Effect.Effect<A, DatabaseUnavailable, R> =>
-  self.pipe(
-    Effect.catchTag("SqlError", (error) =>
-      isBug(error)
-        ? Effect.die(error)
-        : Effect.fail(new DatabaseUnavailable({ message: `database unavailable: ${error.reason.message}` }))
-    ),
-    Effect.timeoutOrElse({
-      duration: operationTimeout,
-      orElse: () => Effect.fail(timedOut)
-    })
-  )
