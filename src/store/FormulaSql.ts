@@ -138,11 +138,17 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
   // The batch statements below take one array per column and `unnest` them,
   // so a batch of any size is the same statement text (prepared once) and
   // one round trip per table.
-  const array = (values: ReadonlyArray<unknown>, oid: number) => {
+  const arrayOf = (oid: number) => (values: ReadonlyArray<unknown>) => {
     const parameter = PgTypes.array(values, oid)
     if (parameter._tag === "Failure") throw parameter.failure
     return parameter.success
   }
+  const uuids = arrayOf(PgTypes.OID.uuid)
+  const texts = arrayOf(PgTypes.OID.text)
+  const ints = arrayOf(PgTypes.OID.int4)
+  const numerics = arrayOf(PgTypes.OID.numeric)
+  const timestamps = arrayOf(PgTypes.OID.timestamptz)
+  const jsonbs = arrayOf(PgTypes.OID.jsonb)
 
   /** Inserts the formulas whose fingerprint is new; returns the ids that were inserted. */
   const insertFormulasIfNew = (
@@ -157,10 +163,10 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
       sql<{ readonly id: string }>`
         INSERT INTO formulas (id, fingerprint, name, created_at)
         SELECT * FROM unnest(
-          ${array(formulas.map((f) => f.id), PgTypes.OID.uuid)},
-          ${array(formulas.map((f) => f.fingerprint), PgTypes.OID.text)},
-          ${array(formulas.map((f) => f.name), PgTypes.OID.text)},
-          ${array(formulas.map((f) => f.createdAt), PgTypes.OID.timestamptz)})
+          ${uuids(formulas.map((f) => f.id))},
+          ${texts(formulas.map((f) => f.fingerprint))},
+          ${texts(formulas.map((f) => f.name))},
+          ${timestamps(formulas.map((f) => f.createdAt))})
         ON CONFLICT (fingerprint) DO NOTHING
         RETURNING id::text AS id`,
       (rows) => new Set(rows.map((row) => row.id))
@@ -170,7 +176,7 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     Effect.map(
       sql<{ readonly fingerprint: string; readonly id: string }>`
         SELECT fingerprint, id::text AS id FROM formulas
-         WHERE fingerprint = ANY(${array(fingerprints, PgTypes.OID.text)})`,
+         WHERE fingerprint = ANY(${texts(fingerprints)})`,
       (rows) => new Map(rows.map((row) => [row.fingerprint, row.id]))
     )
 
@@ -181,10 +187,10 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     return Effect.asVoid(sql`
       INSERT INTO formula_materials (formula_id, position, name, concentration)
       SELECT * FROM unnest(
-        ${array(rows.map((r) => r.id), PgTypes.OID.uuid)},
-        ${array(rows.map((r) => r.position), PgTypes.OID.int4)},
-        ${array(rows.map((r) => r.name), PgTypes.OID.text)},
-        ${array(rows.map((r) => r.concentration), PgTypes.OID.numeric)})`)
+        ${uuids(rows.map((r) => r.id))},
+        ${ints(rows.map((r) => r.position))},
+        ${texts(rows.map((r) => r.name))},
+        ${numerics(rows.map((r) => r.concentration))})`)
   }
 
   const insertOutboxMany = (
@@ -193,16 +199,16 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     Effect.asVoid(sql`
       INSERT INTO outbox (message_id, formula_id, body)
       SELECT * FROM unnest(
-        ${array(messages.map((m) => m.messageId), PgTypes.OID.uuid)},
-        ${array(messages.map((m) => m.formulaId), PgTypes.OID.uuid)},
-        ${array(messages.map((m) => m.body), PgTypes.OID.jsonb)})`)
+        ${uuids(messages.map((m) => m.messageId))},
+        ${uuids(messages.map((m) => m.formulaId))},
+        ${jsonbs(messages.map((m) => m.body))})`)
 
   /** Which of these messages exist: asked after a batch COMMIT whose answer was lost. */
   const existingOutboxMessages = (messageIds: ReadonlyArray<string>) =>
     Effect.map(
       sql<{ readonly message_id: string }>`
         SELECT message_id::text AS message_id FROM outbox
-         WHERE message_id = ANY(${array(messageIds, PgTypes.OID.uuid)})`,
+         WHERE message_id = ANY(${uuids(messageIds)})`,
       (rows) => new Set(rows.map((row) => row.message_id))
     )
 
