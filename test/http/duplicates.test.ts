@@ -5,33 +5,20 @@
  * distinct make-up, every other response a 409 naming the winner.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Arbitrary, Effect, Result, Schema } from "effect"
-import { fingerprint } from "../../src/domain/Fingerprint.ts"
-import { validateFormula } from "../../src/domain/Formula.ts"
+import { Arbitrary, Effect, Schema } from "effect"
 import {
-  canonicalJson,
+  fingerprintOf,
   phrase,
   randomFrom,
   respelledJson,
   seed,
   submission,
-  type Submission
+  uniqueTo
 } from "../support/FormulaGenerators.ts"
 import { request, testServer } from "../support/TestServer.ts"
 import { testDatabases } from "../support/Databases.ts"
 
 let runs = 0
-
-const unique = (s: Submission, run: number): Submission => ({
-  ...s,
-  materials: s.materials.map((m, i) => (i === 0 ? { ...m, name: `${m.name} h${run}` } : m))
-})
-
-const fingerprintOf = (s: Submission): string => {
-  const decoded = validateFormula(JSON.parse(canonicalJson(s)))
-  if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)
-  return fingerprint(decoded.success)
-}
 
 /** Receives and acks every queued message over HTTP; returns the formula ids they announce. */
 const drainQueue = Effect.gen(function* () {
@@ -66,7 +53,7 @@ for (const database of testDatabases) {
             const run = runs++
             const random = randomFrom(seedValue)
             const bodies = generated
-              .map((s) => unique(s, run))
+              .map((s) => uniqueTo(s, `h${run}`))
               .flatMap((s, i) =>
                 Array.from({ length: copies[i]! }, () => ({
                   fingerprint: fingerprintOf(s),

@@ -17,13 +17,12 @@ import {
   postFormula,
   postText,
   raw,
-  send,
   singleMaterial,
   summerBreeze,
   summerBreezeSpellings,
   uniqueTag
 } from "../support/Formulas.ts"
-import { type JsonResponse, request, testServer } from "../support/TestServer.ts"
+import { type JsonResponse, request, send, testServer } from "../support/TestServer.ts"
 
 const MiB = 1024 * 1024
 

@@ -8,36 +8,22 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Arbitrary, Effect, Layer, Result, Schema } from "effect"
 import { SqlClient } from "effect/sql"
-import { fingerprint } from "../../src/domain/Fingerprint.ts"
-import { validateFormula } from "../../src/domain/Formula.ts"
 import { parseJsonExact } from "../../src/domain/JsonExact.ts"
 import { FormulaIntake } from "../../src/intake/FormulaIntake.ts"
 import { MessageQueue } from "../../src/queue/MessageQueue.ts"
 import * as Runtime from "../../src/Runtime.ts"
 import { testDatabases } from "../support/Databases.ts"
 import {
-  canonicalJson,
+  fingerprintOf,
   phrase,
   randomFrom,
   respelledJson,
   seed,
   submission,
-  type Submission
+  uniqueTo
 } from "../support/FormulaGenerators.ts"
 
 let runs = 0
-
-/** Makes a generated make-up unique to this run (a digit-only word survives every respelling). */
-const unique = (s: Submission, run: number): Submission => ({
-  ...s,
-  materials: s.materials.map((m, i) => (i === 0 ? { ...m, name: `${m.name} ${run}` } : m))
-})
-
-const fingerprintOf = (s: Submission): string => {
-  const decoded = validateFormula(JSON.parse(canonicalJson(s)))
-  if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)
-  return fingerprint(decoded.success)
-}
 
 /** Receives and acks everything in the queue; returns the FormulaSubmitted bodies. */
 const drainQueue = Effect.gen(function* () {
@@ -88,7 +74,7 @@ for (const database of testDatabases) {
               const sql = yield* SqlClient.SqlClient
               const run = runs++
               const random = randomFrom(seedValue)
-              const makeUps = generated.map((s) => unique(s, run))
+              const makeUps = generated.map((s) => uniqueTo(s, `${run}`))
 
               // Every make-up several times, each time spelled differently, all at once.
               const bodies = makeUps.flatMap((s, i) =>

@@ -67,7 +67,9 @@ for (const database of testDatabases) {
           const store = yield* FormulaStore
           const fingerprint = uniqueFingerprint()
           const attempts = Arr.makeBy(25, () => newFormula(fingerprint))
-          const outcomes = yield* Effect.forEach(attempts, (formula) => store.insert(formula), { concurrency: "unbounded" })
+          const outcomes = yield* Effect.forEach(attempts, (formula) => store.insert(formula), {
+            concurrency: "unbounded"
+          })
           const created = outcomes.filter((outcome) => outcome._tag === "Created")
           assert.strictEqual(created.length, 1)
           const winner = created[0]!._tag === "Created" ? created[0]!.formula.id : ""

@@ -9,7 +9,9 @@
  */
 import { Arbitrary, Schema } from "effect"
 import { formatMicros, MAX_TOTAL_MICROS } from "../../src/domain/Decimal.ts"
-import { normalizeMaterialName } from "../../src/domain/Fingerprint.ts"
+import { Result } from "effect"
+import { fingerprint, normalizeMaterialName } from "../../src/domain/Fingerprint.ts"
+import { validateFormula } from "../../src/domain/Formula.ts"
 
 export const WORDS = [
   "Bergamot",
@@ -157,3 +159,15 @@ export const respelledJson = (random: Random, s: Submission, formulaName: string
   return `{${fields.join(",")}}`
 }
 
+/** Makes a generated make-up unique to one test run: a word of digits survives every respelling. */
+export const uniqueTo = (s: Submission, run: string): Submission => ({
+  ...s,
+  materials: s.materials.map((m, i) => (i === 0 ? { ...m, name: `${m.name} ${run}` } : m))
+})
+
+/** The fingerprint the service must compute for a submission. */
+export const fingerprintOf = (s: Submission): string => {
+  const decoded = validateFormula(JSON.parse(canonicalJson(s)))
+  if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)
+  return fingerprint(decoded.success)
+}

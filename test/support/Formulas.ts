@@ -5,9 +5,8 @@
  * bytes, streamed bodies, no content type).
  */
 import { assert } from "@effect/vitest"
-import { Effect } from "effect"
 import { randomBytes } from "node:crypto"
-import { BaseUrl, type JsonResponse } from "./TestServer.ts"
+import { type JsonResponse, send } from "./TestServer.ts"
 
 /** A fresh lowercase tag; put it in material names so every test's make-ups are its own. */
 export const uniqueTag = (): string => randomBytes(6).toString("hex")
@@ -131,21 +130,6 @@ export const summerBreezeSpellings = (tag: string, count: number, seed = 1): Arr
   }
   return bodies
 }
-
-/** A request with a body `TestServer.request` would rewrite: raw bytes or text, a stream, any (or no) content type. */
-export const send = (path: string, init: RequestInit & { readonly duplex?: "half" }) =>
-  Effect.gen(function* () {
-    const base = yield* BaseUrl
-    const response = yield* Effect.promise((signal) => fetch(base + path, { signal, ...init }))
-    const text = yield* Effect.promise(() => response.text())
-    let json: unknown = undefined
-    try {
-      json = text === "" ? undefined : JSON.parse(text)
-    } catch {
-      json = undefined
-    }
-    return { status: response.status, headers: response.headers, json, text } satisfies JsonResponse as JsonResponse
-  })
 
 /** POST /formulas with `body` as the exact request text, declared as JSON. */
 export const postText = (text: string | Uint8Array<ArrayBuffer>) =>

@@ -37,24 +37,11 @@ export interface JsonResponse {
   readonly text: string
 }
 
-/** One HTTP request; `body` objects are sent as JSON, strings as they are. */
-export const request = (
-  method: string,
-  path: string,
-  options: { readonly body?: unknown; readonly headers?: Record<string, string> } = {}
-) =>
+/** Any request, sent as given (raw bytes, streams, any or no content type); the answer read whole. */
+export const send = (path: string, init: RequestInit & { readonly duplex?: "half" }) =>
   Effect.gen(function* () {
     const base = yield* BaseUrl
-    const body =
-      options.body === undefined ? undefined : typeof options.body === "string" ? options.body : JSON.stringify(options.body)
-    const response = yield* Effect.promise((signal) =>
-      fetch(base + path, {
-        method,
-        signal,
-        headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...options.headers },
-        ...(body === undefined ? {} : { body })
-      })
-    )
+    const response = yield* Effect.promise((signal) => fetch(base + path, { signal, ...init }))
     const text = yield* Effect.promise(() => response.text())
     let json: unknown = undefined
     try {
@@ -64,3 +51,22 @@ export const request = (
     }
     return { status: response.status, headers: response.headers, json, text } satisfies JsonResponse as JsonResponse
   })
+
+/** One HTTP request; `body` objects are sent as JSON, strings as they are. */
+export const request = (
+  method: string,
+  path: string,
+  options: { readonly body?: unknown; readonly headers?: Record<string, string> } = {}
+) => {
+  const body =
+    options.body === undefined
+      ? undefined
+      : typeof options.body === "string"
+        ? options.body
+        : JSON.stringify(options.body)
+  return send(path, {
+    method,
+    headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...options.headers },
+    ...(body === undefined ? {} : { body })
+  })
+}
