@@ -1,0 +1,904 @@
+/**
+ * HTTP submission benchmark (`npm run bench`).
+ *
+ *   node scripts/bench.ts [--quick] [--write | --no-write] [--levels=1,16,64] [--duration=6] [--warmup=2]
+ *
+ * Starts the service (`node src/main.ts`) as a child process on a free port,
+ * once on PostgreSQL (a fresh database `bench_<pid>`, created and dropped here)
+ * and once on embedded PGlite (a fresh temporary DATA_DIR), and drives
+ * `POST /formulas` with wrk at each concurrency level with
+ *   (a) unique make-ups — every request a new make-up → 201;
+ *   (b) duplicates — 16 known make-ups over and over → 409;
+ *   (c) Idempotency-Key replays — 16 keys, each with its first body → the
+ *       first response replayed; "n/a" while the service does not send
+ *       `Idempotent-Replayed: true` on a repeat.
+ * In the same run it measures the references: pgbench running the same SQL
+ * transaction on the same database (scripts/bench/submission.pgbench.sql), and
+ * a bare node:http server answering a canned 409 (scripts/bench/bare-server.ts).
+ *
+ * Prints a Markdown section; a full run writes it between the
+ * `<!-- bench:http -->` markers of BENCHMARKS.md and draws BENCHMARKS-chart.svg.
+ * `--quick` (a 1–1.5 minute smoke: 1 s cells) writes them under .bench/ instead unless
+ * `--write` is given. Raw results always go to .bench/bench-http.json.
+ *
+ * The load generator, the service and PostgreSQL share the machine's cores.
+ * Each run's CPU is accounted from /proc (server, PostgreSQL, load generator,
+ * other); a run that another program disturbed is measured again (up to 3
+ * times, within an extra-time budget) and flagged in the report if it stays
+ * disturbed.
+ *
+ * Needs wrk (`apt-get install -y wrk`), pgbench and psql, and a PostgreSQL
+ * server reachable as BENCH_DATABASE_URL (default
+ * postgres://postgres@127.0.0.1:5432/postgres; it must be allowed to CREATE
+ * DATABASE).
+ */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, accessSync, constants } from "node:fs"
+import * as os from "node:os"
+import { join, delimiter } from "node:path"
+import { distinctBodies, formulaBody } from "./bench/bodies.ts"
+import { renderChart, type Series } from "./bench/chart.ts"
+import {
+  createDatabase,
+  type PgbenchResult,
+  psql,
+  redact,
+  type RowCounts,
+  rowCounts,
+  runPgbench,
+  serverFacts,
+  settledRowCounts
+} from "./bench/postgres.ts"
+import { backgroundLoad, type CpuUse, measureCpu, setOwnDatabase } from "./bench/cpu.ts"
+import { cleanup, installSignalHandlers, onCleanup, removeDir, run, runOk, tail } from "./bench/processes.ts"
+import { post, repoRoot, type RunningServer, startBareServer, startService } from "./bench/servers.ts"
+import { runWrk, type WrkLoad, type WrkResult, writeFixedRequests } from "./bench/wrk.ts"
+
+// --- options -----------------------------------------------------------------------
+
+const argv = process.argv.slice(2)
+const flag = (name: string) => argv.includes(`--${name}`)
+const option = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+for (const arg of argv) {
+  if (!/^--(quick|write|no-write|levels=[\d,]+|duration=\d+|warmup=\d+)$/.test(arg)) {
+    console.error(
+      `unknown argument ${arg}\nusage: node scripts/bench.ts [--quick] [--write|--no-write] [--levels=1,16,64] [--duration=S] [--warmup=S]`
+    )
+    process.exit(2)
+  }
+}
+const quick = flag("quick")
+const levels = (option("levels") ?? "1,16,64").split(",").map(Number)
+const durationS = Number(option("duration") ?? (quick ? 1 : 6))
+const warmupS = Number(option("warmup") ?? 1 + (quick ? 0 : 1))
+const write = flag("write") || (!quick && !flag("no-write"))
+const adminUrl = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
+const fixedSetSize = 16
+const runId = `${process.pid}-${Date.now().toString(36)}`
+
+// --- results -----------------------------------------------------------------------
+
+type Database = "PostgreSQL" | "PGlite"
+type Load = "unique" | "duplicates" | "replays"
+
+interface Cell {
+  readonly database: Database
+  readonly load: Load
+  readonly concurrency: number
+  /** undefined: not measured (`na` says why). */
+  readonly result?: WrkResult
+  readonly na?: string
+  readonly expectedStatus: number
+  /** Measured responses that were not the expected answer, plus socket errors and timeouts. */
+  readonly unexpected: number
+  readonly check?: { readonly ok: boolean; readonly text: string }
+  /** Cores busy with other programs just before the cell (after waiting for a quiet machine). */
+  readonly background?: number | undefined
+  /** Where the CPU went during the measured run. */
+  readonly cpu?: CpuUse | undefined
+}
+
+interface Measured {
+  readonly background: number | undefined
+  readonly cpu: CpuUse | undefined
+}
+
+const cells: Array<Cell> = []
+const pgbench = new Map<number, PgbenchResult & Measured & { readonly check: { ok: boolean; text: string } }>()
+const bare = new Map<number, WrkResult & Measured>()
+const commands = new Map<string, string>()
+const notes: Array<string> = []
+/** Databases on which a keyed request answered 5xx (so replays could not be measured). */
+let replayFailures = 0
+/** Formulas pgbench added to the PostgreSQL database (kept apart from the service's in the whole-run check). */
+let pgbenchAdded = 0
+const totals = new Map<Database, { created: number; inFlightBound: number; check?: { ok: boolean; text: string } }>()
+
+const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "—")
+const ms = (n: number) => (!Number.isFinite(n) ? "—" : n < 1 ? n.toFixed(3) : n < 10 ? n.toFixed(2) : n.toFixed(1))
+const ratio = (n: number) => `${n.toFixed(2)}×`
+const log = (line: string) => console.log(line)
+
+// --- helpers -----------------------------------------------------------------------
+
+const onPath = (command: string) =>
+  (process.env.PATH ?? "").split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir, command), constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  })
+
+/** Remembers the command line of a kind of step for the report, with run-specific parts generalised. */
+const remember = (kind: string, command: string, concurrency: number, tmp: string) => {
+  if (concurrency !== levels[levels.length - 1]) return
+  commands.set(
+    kind,
+    command
+      .replaceAll(tmp, "$TMP")
+      .replaceAll(repoRoot, "")
+      .replace(/127\.0\.0\.1:\d+(?![\d/])/g, "127.0.0.1:$PORT")
+      .replace(/-c ?\d+/, (m) => m.replace(/\d+/, `{${levels.join(",")}}`))
+      .replace(/-- unique \S+/, "-- unique <tag>")
+  )
+}
+
+const cores = (n: number | undefined) => (n === undefined ? "?" : n.toFixed(2))
+const cpuText = (cpu: CpuUse | undefined, background: number | undefined) =>
+  cpu === undefined
+    ? ""
+    : `  cpu: server ${cores(cpu.server)}, postgres ${cores(cpu.postgres)}, load gen ${cores(cpu.loadGenerator)}, kernel ${cores(cpu.kernel)}, other ${cores(cpu.other)} (background before ${cores(background)})`
+
+const describeStatuses = (result: WrkResult) => {
+  const parts = Object.entries(result.statuses)
+    .sort(([a], [b]) => Number(a) - Number(b))
+    .map(([status, n]) => `${status} × ${fmt(n)}`)
+  if (result.socketErrors > 0) parts.push(`socket errors/timeouts × ${fmt(result.socketErrors)}`)
+  return parts.join(", ") || "none"
+}
+
+/** Cores another program may keep busy before we call the machine quiet, and how long we wait for that. */
+const quietCores = 0.2
+const quietWaitMs = quick ? 5_000 : 30_000
+/** Unexplained CPU during a run (cores) that makes us measure it again. */
+const disturbedCores = 0.25
+const maxAttempts = 3
+/** Extra time the whole run may spend waiting for a quiet machine and re-measuring disturbed runs. */
+let extraMsLeft = quick ? 20_000 : 150_000
+
+/**
+ * Waits (up to `quietWaitMs`, within the extra-time budget) until the machine
+ * is quiet — nothing of ours is running between cells, so any CPU in use is
+ * someone else's (or our server finishing the requests the last load left in
+ * flight). Returns the last reading, in cores.
+ */
+const waitForQuiet = async () => {
+  const began = performance.now()
+  const deadline = began + Math.min(quietWaitMs, Math.max(0, extraMsLeft))
+  let load = await backgroundLoad(400)
+  while (load !== undefined && load >= quietCores && performance.now() < deadline) load = await backgroundLoad(400)
+  extraMsLeft -= Math.max(0, performance.now() - began - 400)
+  return load
+}
+
+/** Whether someone else's CPU use around a run makes its figures doubtful. */
+const disturbed = (run: { readonly cpu?: CpuUse | undefined; readonly background?: number | undefined }) =>
+  (run.background ?? 0) >= quietCores || (run.cpu?.other ?? 0) >= disturbedCores
+
+const disturbance = (run: { readonly cpu?: CpuUse | undefined; readonly background?: number | undefined }) =>
+  (run.background ?? 0) + (run.cpu?.other ?? 0)
+
+/**
+ * Runs `attempt` (a quiet-machine wait, a warm-up and a measurement) again
+ * while the measurement was disturbed by another program, up to
+ * `maxAttempts` times and within the extra-time budget; returns every attempt
+ * and the least disturbed one.
+ */
+const leastDisturbed = async <
+  M extends { readonly cpu?: CpuUse | undefined; readonly background?: number | undefined }
+>(
+  label: string,
+  attempt: () => Promise<M>
+) => {
+  const all: Array<M> = []
+  for (;;) {
+    const began = performance.now()
+    const m = await attempt()
+    all.push(m)
+    if (!disturbed(m) || all.length >= maxAttempts || extraMsLeft <= 0) break
+    extraMsLeft -= performance.now() - began
+    log(`    ${label}: disturbed (other ${cores(m.cpu?.other)}, before ${cores(m.background)} cores) — measuring again`)
+  }
+  const best = all.reduce((a, b) => (disturbance(b) < disturbance(a) ? b : a))
+  return { best, all }
+}
+
+/** A wrk measurement with the CPU accounting around it. */
+const measureWrk = (server: RunningServer, concurrency: number, load: WrkLoad) =>
+  measureCpu(server.pid, durationS * 1000 - 300, (onSpawn) =>
+    runWrk({ baseUrl: server.baseUrl, connections: concurrency, durationS, load, onSpawn })
+  )
+
+/** A quiet machine, a warm-up, then the measurement, through wrk. A failure shows the server's last log lines. */
+const drive = (
+  server: RunningServer,
+  concurrency: number,
+  load: (phase: "warmup" | "measure", attempt: number) => WrkLoad,
+  tmp: string,
+  kind: string
+) =>
+  leastDisturbed(`${kind} c=${concurrency}`, async () => {
+    const background = await waitForQuiet()
+    const attempt = Date.now()
+    const warm = await runWrk({
+      baseUrl: server.baseUrl,
+      connections: concurrency,
+      durationS: warmupS,
+      load: load("warmup", attempt)
+    })
+    const { result: main, cpu } = await measureWrk(server, concurrency, load("measure", attempt))
+    remember(kind, main.command, concurrency, tmp)
+    return { warm, main, cpu, background }
+  }).catch((error: unknown) => {
+    const ended = server.exited()
+    throw new Error(
+      `${String(error)}\n--- the server ${ended === undefined ? "is still running" : `had ended (${ended})`}; last lines of ${server.logFile}:\n${tail(server.logFile)}`
+    )
+  })
+
+const count = (result: WrkResult, status: number) => result.statuses[String(status)] ?? 0
+
+const addCreated = (database: Database, created: number, inFlightBound: number) => {
+  const total = totals.get(database) ?? { created: 0, inFlightBound: 0 }
+  totals.set(database, {
+    ...total,
+    created: total.created + created,
+    inFlightBound: total.inFlightBound + inFlightBound
+  })
+}
+
+/** Rows added vs 201s counted: requests still in flight when wrk stopped may have committed unseen. */
+const rowCheck = (before: RowCounts, after: RowCounts, counted: number, inFlightBound: number, what: string) => {
+  const added = after.formulas - before.formulas
+  const unseen = added - counted
+  const ok =
+    unseen >= 0 &&
+    unseen <= inFlightBound &&
+    after.outbox - before.outbox === added &&
+    after.materials - before.materials === 3 * added
+  return {
+    ok,
+    text:
+      `${fmt(added)} formulas added = ${fmt(counted)} ${what} + ${fmt(unseen)} in flight when the load stopped (≤ ${inFlightBound} allowed); ` +
+      `outbox +${fmt(after.outbox - before.outbox)}, materials +${fmt(after.materials - before.materials)}`
+  }
+}
+
+// --- scenarios ---------------------------------------------------------------------
+
+const uniqueCell = async (database: Database, server: RunningServer, c: number, tmp: string, dbUrl?: string) => {
+  const before = dbUrl === undefined ? undefined : await rowCounts(dbUrl)
+  const { best, all } = await drive(
+    server,
+    c,
+    (phase, attempt) => ({ mode: "unique", tag: `${runId}-${database}-${c}-${phase}-${attempt}` }),
+    tmp,
+    "wrk unique"
+  )
+  const { main, cpu, background } = best
+  // Every attempt's warm-up and measurement stored make-ups; each may leave c requests in flight.
+  const created = all.reduce((sum, a) => sum + count(a.warm, 201) + count(a.main, 201), 0)
+  const inFlightBound = 2 * c * all.length
+  addCreated(database, created, inFlightBound)
+  let check: Cell["check"]
+  if (dbUrl !== undefined && before !== undefined) {
+    check = rowCheck(before, await settledRowCounts(dbUrl), created, inFlightBound, "201s")
+  }
+  const cell: Cell = {
+    database,
+    load: "unique",
+    concurrency: c,
+    result: main,
+    expectedStatus: 201,
+    unexpected: main.requests - count(main, 201) + main.socketErrors,
+    ...(check === undefined ? {} : { check }),
+    cpu,
+    background
+  }
+  cells.push(cell)
+  log(
+    `  ${database} unique      c=${String(c).padStart(3)}: ${fmt(main.rate).padStart(7)}/s  p50 ${ms(main.latencyMs.p50)} ms  p99 ${ms(main.latencyMs.p99)} ms  [${describeStatuses(main)}]` +
+      (check === undefined ? "" : `  rows ${check.ok ? "ok" : "MISMATCH"}`) +
+      cpuText(cpu, background)
+  )
+}
+
+const fixedCell = async (
+  database: Database,
+  load: "duplicates" | "replays",
+  server: RunningServer,
+  c: number,
+  file: string,
+  expectedStatus: number,
+  tmp: string
+) => {
+  const { best } = await drive(
+    server,
+    c,
+    () => ({ mode: "fixed", file, replay: load === "replays" }),
+    tmp,
+    load === "replays" ? "wrk replays" : "wrk duplicates"
+  )
+  const { main, cpu, background } = best
+  const good = load === "replays" ? Math.min(main.replayed, count(main, expectedStatus)) : count(main, expectedStatus)
+  const cell: Cell = {
+    database,
+    load,
+    concurrency: c,
+    result: main,
+    expectedStatus,
+    unexpected: main.requests - good + main.socketErrors,
+    cpu,
+    background
+  }
+  cells.push(cell)
+  log(
+    `  ${database} ${load.padEnd(11)} c=${String(c).padStart(3)}: ${fmt(main.rate).padStart(7)}/s  p50 ${ms(main.latencyMs.p50)} ms  p99 ${ms(main.latencyMs.p99)} ms  [${describeStatuses(main)}${load === "replays" ? `, replayed × ${fmt(main.replayed)}` : ""}]` +
+      cpuText(cpu, background)
+  )
+}
+
+/** Stores the duplicate set (each make-up once, 201) and writes wrk's request file. */
+const primeDuplicates = async (database: Database, server: RunningServer, tmp: string) => {
+  const bodies = distinctBodies(`dup-${runId}-${database}`, fixedSetSize)
+  for (const body of bodies) {
+    const first = await post(server.baseUrl, body)
+    if (first.status !== 201) throw new Error(`priming a duplicate make-up answered ${first.status}: ${first.body}`)
+  }
+  addCreated(database, bodies.length, 0)
+  const file = join(tmp, `duplicates-${database}.txt`)
+  writeFixedRequests(
+    file,
+    bodies.map((body) => ({ body }))
+  )
+  return file
+}
+
+/**
+ * Asks whether the service replays Idempotency-Key requests: the same key and
+ * body twice, the second answer must carry `Idempotent-Replayed: true`. When
+ * it does, stores 16 keyed make-ups and writes wrk's request file.
+ */
+const primeReplays = async (database: Database, server: RunningServer, tmp: string) => {
+  const probeBody = formulaBody("Bench probe", `Bergamot Oil probe-${runId}-${database}`)
+  const probeKey = `bench-probe-${runId}-${database}`
+  const first = await post(server.baseUrl, probeBody, probeKey)
+  const second = await post(server.baseUrl, probeBody, probeKey)
+  addCreated(database, first.status === 201 ? 1 : 0, 0)
+  if (!second.replayed && (first.status >= 500 || second.status >= 500)) {
+    const detail = (second.status >= 500 ? second.body : first.body).replace(/\s+/g, " ").slice(0, 200)
+    notes.push(
+      `${database}: **replays failed** — the same Idempotency-Key and body sent twice answered ${first.status} then ${second.status}${detail === "" ? "" : ` (${detail})`}; see the service's log.`
+    )
+    replayFailures++
+    return { supported: false as const, why: `failed: ${first.status} then ${second.status}` }
+  }
+  if (!second.replayed) {
+    notes.push(
+      `${database}: replays n/a (not implemented) — the same Idempotency-Key and body sent twice answered ${first.status} then ${second.status}, the second without \`Idempotent-Replayed: true\`.`
+    )
+    return { supported: false as const, why: "n/a (not implemented)" }
+  }
+  const bodies = distinctBodies(`replay-${runId}-${database}`, fixedSetSize)
+  const requests = bodies.map((body, i) => ({ key: `bench-${runId}-${database}-${i}`, body }))
+  for (const request of requests) {
+    const answer = await post(server.baseUrl, request.body, request.key)
+    if (answer.status !== 201) throw new Error(`priming a keyed make-up answered ${answer.status}: ${answer.body}`)
+  }
+  addCreated(database, requests.length, 0)
+  const file = join(tmp, `replays-${database}.txt`)
+  writeFixedRequests(file, requests)
+  return { supported: true as const, file, expectedStatus: 201 }
+}
+
+const replayCells = async (
+  database: Database,
+  server: RunningServer,
+  c: number,
+  replays: Awaited<ReturnType<typeof primeReplays>>,
+  tmp: string
+) => {
+  if (!replays.supported) {
+    cells.push({ database, load: "replays", concurrency: c, na: replays.why, expectedStatus: 201, unexpected: 0 })
+    log(`  ${database} replays     c=${String(c).padStart(3)}: ${replays.why}`)
+    return
+  }
+  await fixedCell(database, "replays", server, c, replays.file, replays.expectedStatus, tmp)
+}
+
+const stopService = async (database: Database, server: RunningServer) => {
+  const stopped = await server.stop()
+  const line = `${database}: the service started (first \`/health\` 200) in ${fmt(server.startMs)} ms and exited ${fmt(stopped.ms)} ms after SIGTERM${stopped.killed ? " — only after SIGKILL" : ""}.`
+  notes.push(line)
+  log(`  ${line}`)
+}
+
+// --- phases ------------------------------------------------------------------------
+
+const postgresPhase = async (tmp: string) => {
+  const database = "PostgreSQL" as const
+  const dbName = `bench_${process.pid}`
+  const url = await createDatabase(adminUrl, dbName)
+  setOwnDatabase(dbName)
+  log(`PostgreSQL: database ${dbName}`)
+  const server = await startService({
+    database: { url },
+    logFile: join(tmp, "service-postgres.log"),
+    shownUrl: redact(url)
+  })
+  commands.set("service on PostgreSQL", server.command.replaceAll(tmp, "$TMP").replace(/PORT=\d+/, "PORT=$PORT"))
+  try {
+    const start = await rowCounts(url)
+    for (const c of levels) {
+      // The database's own limit: the same transaction from pgbench at the same concurrency.
+      const before = await rowCounts(url)
+      let transactions = 0
+      const { best } = await leastDisturbed(`pgbench c=${c}`, async () => {
+        const background = await waitForQuiet()
+        const warm = await runPgbench({ url, clients: c, durationS: warmupS })
+        const { result: main, cpu } = await measureCpu(undefined, durationS * 1000 - 300, (onSpawn) =>
+          runPgbench({ url, clients: c, durationS, logPrefix: join(tmp, `pgbench-${c}`), onSpawn })
+        )
+        transactions += warm.transactions + main.transactions
+        return { main, cpu, background }
+      })
+      const { main, cpu, background } = best
+      remember("pgbench", main.command, c, tmp)
+      const after = await settledRowCounts(url)
+      pgbenchAdded += after.formulas - before.formulas
+      const check = rowCheck(before, after, transactions, 0, "pgbench transactions")
+      pgbench.set(c, { ...main, check, cpu, background })
+      log(
+        `  pgbench               c=${String(c).padStart(3)}: ${fmt(main.tps).padStart(7)}/s  p50 ${ms(main.latencyMs.p50)} ms  p99 ${ms(main.latencyMs.p99)} ms  [failed ${main.failed}]  rows ${check.ok ? "ok" : "MISMATCH"}` +
+          cpuText(cpu, background)
+      )
+      await uniqueCell(database, server, c, tmp, url)
+    }
+    const connections = await psql(
+      url,
+      `SELECT count(*) FROM pg_stat_activity WHERE datname = '${dbName}' AND application_name = 'formula-intake'`
+    )
+    notes.push(`PostgreSQL: the service held ${connections} connections to the database after the unique runs.`)
+
+    const bareServer = await startBareServer(join(tmp, "bare.log"))
+    commands.set("bare node:http", bareServer.command.replace(/PORT=\d+/, "PORT=$PORT"))
+    const duplicates = await primeDuplicates(database, server, tmp)
+    const replays = await primeReplays(database, server, tmp)
+    for (const c of levels) {
+      // The HTTP limit: the same request answered by Node alone.
+      const {
+        best: { main, cpu, background }
+      } = await drive(bareServer, c, () => ({ mode: "fixed", file: duplicates, replay: false }), tmp, "wrk bare")
+      bare.set(c, { ...main, cpu, background })
+      log(
+        `  bare node:http        c=${String(c).padStart(3)}: ${fmt(main.rate).padStart(7)}/s  p50 ${ms(main.latencyMs.p50)} ms  p99 ${ms(main.latencyMs.p99)} ms  [${describeStatuses(main)}]` +
+          cpuText(cpu, background)
+      )
+      await fixedCell(database, "duplicates", server, c, duplicates, 409, tmp)
+      await replayCells(database, server, c, replays, tmp)
+    }
+    await bareServer.stop()
+    await stopService(database, server)
+    const end = await settledRowCounts(url)
+    const total = totals.get(database)!
+    const serviceRows = {
+      formulas: end.formulas - start.formulas - pgbenchAdded,
+      outbox: end.outbox - start.outbox - pgbenchAdded,
+      materials: end.materials - start.materials - 3 * pgbenchAdded
+    }
+    const check = rowCheck(
+      { formulas: 0, outbox: 0, materials: 0 },
+      serviceRows,
+      total.created,
+      total.inFlightBound,
+      "201s seen by the benchmark"
+    )
+    totals.set(database, { ...total, check })
+  } finally {
+    await server.stop()
+  }
+}
+
+const pgliteRowCounts = async (dataDir: string): Promise<RowCounts> => {
+  const { PGlite } = await import("@electric-sql/pglite")
+  const db = new PGlite(dataDir)
+  try {
+    const result = await db.query<{ formulas: number; materials: number; outbox: number }>(
+      "SELECT (SELECT count(*) FROM formulas)::int AS formulas, (SELECT count(*) FROM formula_materials)::int AS materials, (SELECT count(*) FROM outbox)::int AS outbox"
+    )
+    return result.rows[0]!
+  } finally {
+    await db.close()
+  }
+}
+
+const pglitePhase = async (tmp: string) => {
+  const database = "PGlite" as const
+  const dataDir = join(tmp, "pglite")
+  setOwnDatabase(undefined)
+  log(`PGlite: DATA_DIR ${dataDir}`)
+  const server = await startService({ database: { dataDir }, logFile: join(tmp, "service-pglite.log") })
+  commands.set("service on PGlite", server.command.replaceAll(tmp, "$TMP").replace(/PORT=\d+/, "PORT=$PORT"))
+  try {
+    const duplicates = await primeDuplicates(database, server, tmp)
+    const replays = await primeReplays(database, server, tmp)
+    for (const c of levels) {
+      await uniqueCell(database, server, c, tmp)
+      await fixedCell(database, "duplicates", server, c, duplicates, 409, tmp)
+      await replayCells(database, server, c, replays, tmp)
+    }
+    await stopService(database, server)
+  } finally {
+    await server.stop()
+  }
+  // The service has closed the database: open it here and count what it stored.
+  const total = totals.get(database)!
+  try {
+    const rows = await pgliteRowCounts(dataDir)
+    totals.set(database, {
+      ...total,
+      check: rowCheck(
+        { formulas: 0, outbox: 0, materials: 0 },
+        rows,
+        total.created,
+        total.inFlightBound,
+        "201s seen by the benchmark"
+      )
+    })
+  } catch (error) {
+    totals.set(database, {
+      ...total,
+      check: { ok: false, text: `could not open the PGlite data directory afterwards: ${String(error)}` }
+    })
+  }
+}
+
+// --- report ------------------------------------------------------------------------
+
+const machine = async () => {
+  const cpus = os.cpus()
+  const pg = await serverFacts(adminUrl)
+  // wrk --version prints its version line and exits 1.
+  const wrkVersion = (await run("wrk", ["--version"])).stdout
+    .split("\n")[0]!
+    .replace(/ Copyright.*/, "")
+    .trim()
+  const pgbenchVersion = (await runOk("pgbench", ["--version"])).trim()
+  // The service measured is the working tree as it is, committed or not.
+  const git = await run("git", ["-C", repoRoot, "rev-parse", "--short", "HEAD"])
+  const dirty = await run("git", ["-C", repoRoot, "status", "--porcelain", "--", "src"])
+  const changed = dirty.stdout.split("\n").filter((l) => l.trim() !== "").length
+  const revision =
+    git.code !== 0
+      ? "unknown revision"
+      : `commit ${git.stdout.trim()}${changed > 0 ? ` plus ${changed} uncommitted change(s) under src/` : ""}`
+  return {
+    revision,
+    date: (await runOk("date", ["-u"])).trim(),
+    cores: cpus.length,
+    cpu: cpus[0]?.model ?? "unknown CPU",
+    ramGiB: os.totalmem() / 1024 ** 3,
+    kernel: `${os.platform()} ${os.release()}`,
+    node: process.version,
+    pg,
+    wrkVersion,
+    pgbenchVersion
+  }
+}
+
+const refFor = (cell: Cell) => {
+  if (cell.result === undefined) return undefined
+  if (cell.load === "unique" && cell.database === "PostgreSQL") {
+    const ref = pgbench.get(cell.concurrency)
+    return ref === undefined ? undefined : { name: "pgbench", rate: ref.tps, target: 1.0 }
+  }
+  if (cell.load === "duplicates") {
+    const ref = bare.get(cell.concurrency)
+    return ref === undefined ? undefined : { name: "node:http", rate: ref.rate, target: 0.5 }
+  }
+  if (cell.load === "replays") {
+    const ref = bare.get(cell.concurrency)
+    return ref === undefined ? undefined : { name: "node:http", rate: ref.rate, target: undefined }
+  }
+  return undefined
+}
+
+const targetSummary = () => {
+  const lines: Array<string> = []
+  const uniqueAt = [16, 64].filter((c) => levels.includes(c))
+  if (uniqueAt.length > 0) {
+    const parts = uniqueAt.map((c) => {
+      const cell = cells.find((x) => x.database === "PostgreSQL" && x.load === "unique" && x.concurrency === c)
+      const ref = cell === undefined ? undefined : refFor(cell)
+      return cell?.result === undefined || ref === undefined ? { c, r: NaN } : { c, r: cell.result.rate / ref.rate }
+    })
+    const met = parts.every((p) => p.r >= 1.0)
+    lines.push(
+      `- Unique make-ups on PostgreSQL ≥ 1.0× pgbench at concurrency ${uniqueAt.join(" and ")}: **${met ? "met" : "not met"}** (${parts.map((p) => `${ratio(p.r)} at ${p.c}`).join(", ")}).`
+    )
+  }
+  for (const database of ["PostgreSQL", "PGlite"] as const) {
+    const parts = cells
+      .filter((x) => x.database === database && x.load === "duplicates" && x.result !== undefined)
+      .map((cell) => ({ c: cell.concurrency, r: cell.result!.rate / (refFor(cell)?.rate ?? NaN) }))
+    if (parts.length === 0) continue
+    const met = parts.every((p) => p.r >= 0.5)
+    lines.push(
+      `- Duplicates on ${database} ≥ 0.5× bare node:http: **${met ? "met" : "not met"}** (${parts.map((p) => `${ratio(p.r)} at ${p.c}`).join(", ")}).`
+    )
+  }
+  return lines
+}
+
+const renderSection = (m: Awaited<ReturnType<typeof machine>>, totalS: number) => {
+  const out: Array<string> = []
+  out.push("<!-- bench:http -->")
+  out.push("## HTTP submissions (`POST /formulas`)")
+  out.push("")
+  out.push(`- Date: ${m.date}`)
+  out.push(`- Service: ${m.revision}`)
+  out.push(
+    `- Machine: ${m.cores} × ${m.cpu}, ${m.ramGiB.toFixed(1)} GiB, ${m.kernel}, Node ${m.node}, PostgreSQL ${m.pg.version} ` +
+      `(synchronous_commit=${m.pg.synchronousCommit}, fsync=${m.pg.fsync}, shared_buffers=${m.pg.sharedBuffers}), ${m.wrkVersion}, ${m.pgbenchVersion}`
+  )
+  out.push(
+    `- Everything shares the ${m.cores} cores: wrk (one thread), the service (one Node process), PostgreSQL's backends, pgbench. ` +
+      `Closed loop: each connection sends its next request when the previous answer arrives.`
+  )
+  out.push(
+    `- Command: \`npm run bench${quick ? " -- --quick" : ""}\` (\`node scripts/bench.ts\`): ${durationS} s measured per cell after a ${warmupS} s warm-up, concurrency ${levels.join(", ")}; ${Math.round(totalS)} s in all.`
+  )
+  out.push("- Commands it ran (`$TMP` is the run's temporary directory, `<tag>` differs per run and phase):")
+  for (const [kind, command] of commands) out.push(`  - ${kind}: \`${command}\``)
+  out.push(
+    `- Loads: **unique** — every request a new make-up (expects 201); **duplicates** — ${fixedSetSize} stored make-ups round-robin (expects 409); ` +
+      `**replays** — ${fixedSetSize} Idempotency-Keys, each with the body it was first sent with (expects the first 201 replayed, \`Idempotent-Replayed: true\`). ` +
+      `References, same run: **pgbench** runs the service's transaction for a new make-up (BEGIN; INSERT formulas … ON CONFLICT DO NOTHING RETURNING 1; INSERT 3 formula_materials; INSERT outbox; COMMIT — \`scripts/bench/submission.pgbench.sql\`) on the same database; ` +
+      `**bare node:http** reads the same duplicate requests and answers a canned 409 problem+json.`
+  )
+  out.push("")
+  out.push(
+    "| database | load | concurrency | submissions/s | p50 ms | p99 ms | measured responses | reference /s | ratio | target |"
+  )
+  out.push("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
+  const order: Array<Load> = ["unique", "duplicates", "replays"]
+  for (const database of ["PostgreSQL", "PGlite"] as const) {
+    for (const load of order) {
+      for (const cell of cells.filter((x) => x.database === database && x.load === load)) {
+        if (cell.result === undefined) {
+          out.push(`| ${database} | ${load} | ${cell.concurrency} | ${cell.na ?? "n/a"} | | | | | | |`)
+          continue
+        }
+        const r = cell.result
+        const ref = refFor(cell)
+        const value = ref === undefined ? NaN : r.rate / ref.rate
+        const target =
+          ref?.target === undefined
+            ? database === "PGlite" && load === "unique"
+              ? "none"
+              : "—"
+            : `≥ ${ref.target.toFixed(1)}×: ${value >= ref.target ? "met" : "not met"}`
+        const responses = describeStatuses(r) + (cell.unexpected > 0 ? ` (**${fmt(cell.unexpected)} unexpected**)` : "")
+        out.push(
+          `| ${database} | ${load} | ${cell.concurrency} | ${fmt(r.rate)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p99)} | ${responses} | ` +
+            `${ref === undefined ? "—" : `${fmt(ref.rate)} (${ref.name})`} | ${ref === undefined ? "—" : ratio(value)} | ${target} |`
+        )
+      }
+    }
+  }
+  out.push("")
+  out.push("References:")
+  out.push("")
+  out.push("| reference | concurrency | per s | p50 ms | p99 ms | notes |")
+  out.push("| --- | ---: | ---: | ---: | ---: | --- |")
+  for (const [c, r] of pgbench) {
+    out.push(
+      `| pgbench (same SQL, \`-M prepared\`) | ${c} | ${fmt(r.tps)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p99)} | ${fmt(r.transactions)} transactions, ${r.failed} failed |`
+    )
+  }
+  for (const [c, r] of bare) {
+    out.push(
+      `| bare node:http, canned 409 | ${c} | ${fmt(r.rate)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p99)} | ${describeStatuses(r)} |`
+    )
+  }
+  out.push("")
+  out.push(
+    `Where the CPU went in each measured run, in cores of ${m.cores} (from /proc): **server** is the Node process under test (the service, with PGlite inside it, or the bare server); ` +
+      `**postgres** PostgreSQL's shared processes and the backends of the benchmark's database (the service's pool, or pgbench's connections); ` +
+      `**load gen** wrk or pgbench; **kernel** interrupts, softirqs (loopback TCP) and kernel threads (disk flushes); **other** everything else — another program, or PostgreSQL serving another database ` +
+      `(approximate: the kernel may also charge some interrupt time to the process it interrupted). ` +
+      `**before** is what the machine was busy with just before the cell while nothing of the benchmark ran. ` +
+      `The benchmark waits up to ${quietWaitMs / 1000} s for that to drop below ${quietCores} cores, and measures a cell again (up to ${maxAttempts} times in all, keeping the least disturbed) ` +
+      `when **before** ≥ ${quietCores} or **other** ≥ ${disturbedCores} cores, within ${Math.round((quick ? 20_000 : 150_000) / 1000)} s of extra time per run.`
+  )
+  out.push("")
+  out.push("| run | concurrency | server | postgres | load gen | kernel | other | before |")
+  out.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+  const cpuRow = (name: string, c: number, cpu: CpuUse | undefined, background: number | undefined) =>
+    cpu === undefined
+      ? `| ${name} | ${c} | ? | ? | ? | ? | ? | ${cores(background)} |`
+      : `| ${name} | ${c} | ${cores(cpu.server)} | ${cores(cpu.postgres)} | ${cores(cpu.loadGenerator)} | ${cores(cpu.kernel)} | ${cores(cpu.other)} | ${cores(background)} |`
+  for (const [c, r] of pgbench) out.push(cpuRow("pgbench", c, r.cpu, r.background))
+  for (const [c, r] of bare) out.push(cpuRow("bare node:http", c, r.cpu, r.background))
+  for (const cell of cells) {
+    if (cell.result !== undefined)
+      out.push(cpuRow(`${cell.database} ${cell.load}`, cell.concurrency, cell.cpu, cell.background))
+  }
+  const suspects = [
+    ...cells
+      .filter((cell) => cell.result !== undefined && disturbed(cell))
+      .map((cell) => `${cell.database} ${cell.load} at ${cell.concurrency}`),
+    ...[...pgbench].filter(([, r]) => disturbed(r)).map(([c]) => `pgbench at ${c}`),
+    ...[...bare].filter(([, r]) => disturbed(r)).map(([c]) => `bare node:http at ${c}`)
+  ]
+  out.push("")
+  out.push(
+    suspects.length === 0
+      ? "No other program was seen using the machine around the measured runs."
+      : `**Disturbed**: another program was using the machine around ${suspects.join(", ")} (≥ ${quietCores} cores before the cell, or ≥ ${disturbedCores} unexplained cores during it, even at the last attempt); those figures are low by an unknown amount.`
+  )
+  out.push("")
+  out.push("![HTTP submissions: throughput and p99 latency against concurrency](BENCHMARKS-chart.svg)")
+  out.push("")
+  out.push("Targets:")
+  out.push("")
+  out.push(...targetSummary())
+  out.push("")
+  out.push("Checks (rows counted in the database after the load vs 201 answers seen):")
+  out.push("")
+  for (const cell of cells) {
+    if (cell.check !== undefined) {
+      out.push(
+        `- ${cell.database} unique, concurrency ${cell.concurrency}: ${cell.check.ok ? "ok" : "**MISMATCH**"} — ${cell.check.text}.`
+      )
+    }
+  }
+  for (const [c, r] of pgbench)
+    out.push(`- pgbench, concurrency ${c}: ${r.check.ok ? "ok" : "**MISMATCH**"} — ${r.check.text}.`)
+  for (const [database, total] of totals) {
+    if (total.check !== undefined) {
+      out.push(
+        `- ${database}, whole run (service rows only): ${total.check.ok ? "ok" : "**MISMATCH**"} — ${total.check.text}.`
+      )
+    }
+  }
+  const unexpected = cells.reduce((sum, cell) => sum + cell.unexpected, 0)
+  out.push(
+    `- Unexpected answers (anything but the expected status, socket errors, timeouts) in measured runs: ${fmt(unexpected)}.`
+  )
+  for (const note of notes) out.push(`- ${note}`)
+  out.push("<!-- /bench:http -->")
+  return out.join("\n")
+}
+
+const chart = () => {
+  const series: Array<Series> = []
+  const pick = (database: Database, load: Load) =>
+    cells
+      .filter((x) => x.database === database && x.load === load && x.result !== undefined)
+      .map((x) => ({ concurrency: x.concurrency, rate: x.result!.rate, p99Ms: x.result!.latencyMs.p99 }))
+  series.push({ name: "PostgreSQL: unique", color: "#1f77b4", points: pick("PostgreSQL", "unique") })
+  series.push({
+    name: "pgbench, same SQL (reference)",
+    color: "#1f77b4",
+    dashed: true,
+    points: [...pgbench].map(([c, r]) => ({ concurrency: c, rate: r.tps, p99Ms: r.latencyMs.p99 }))
+  })
+  series.push({ name: "PostgreSQL: duplicates", color: "#ff7f0e", points: pick("PostgreSQL", "duplicates") })
+  series.push({
+    name: "bare node:http, canned 409 (reference)",
+    color: "#7f7f7f",
+    dashed: true,
+    points: [...bare].map(([c, r]) => ({ concurrency: c, rate: r.rate, p99Ms: r.latencyMs.p99 }))
+  })
+  series.push({ name: "PGlite: unique", color: "#2ca02c", points: pick("PGlite", "unique") })
+  series.push({ name: "PGlite: duplicates", color: "#9467bd", points: pick("PGlite", "duplicates") })
+  const pgReplays = pick("PostgreSQL", "replays")
+  if (pgReplays.length > 0) series.push({ name: "PostgreSQL: replays", color: "#d62728", points: pgReplays })
+  const liteReplays = pick("PGlite", "replays")
+  if (liteReplays.length > 0) series.push({ name: "PGlite: replays", color: "#8c564b", points: liteReplays })
+  return renderChart({ title: "POST /formulas — closed loop, wrk, 2 cores shared", levels, series })
+}
+
+const writeSection = (file: string, section: string) => {
+  let text: string
+  try {
+    text = readFileSync(file, "utf8")
+  } catch {
+    text = "# Benchmarks\n"
+  }
+  const start = text.indexOf("<!-- bench:http -->")
+  const endMarker = "<!-- /bench:http -->"
+  const end = text.indexOf(endMarker)
+  const next =
+    start !== -1 && end > start
+      ? text.slice(0, start) + section + text.slice(end + endMarker.length)
+      : text.trimEnd() + "\n\n" + section + "\n"
+  writeFileSync(file, next)
+}
+
+// --- main --------------------------------------------------------------------------
+
+const main = async () => {
+  const major = Number(process.versions.node.split(".")[0])
+  if (major < 24)
+    throw new Error(`Node ${process.version}: run through \`npm run bench\` so the project's Node 24 is used`)
+  const missing = ["wrk", "pgbench", "psql"].filter((c) => !onPath(c))
+  if (missing.length > 0) {
+    throw new Error(
+      `missing ${missing.join(", ")} on PATH (Debian: apt-get install -y ${missing.includes("wrk") ? "wrk " : ""}${missing.some((c) => c !== "wrk") ? "postgresql-client" : ""})`
+    )
+  }
+  installSignalHandlers()
+  const began = performance.now()
+  const tmp = mkdtempSync(join(os.tmpdir(), "formula-bench-"))
+  onCleanup(`temporary directory ${tmp}`, () => removeDir(tmp))
+  const m = await machine()
+  log(
+    `bench: ${durationS} s per cell after ${warmupS} s warm-up, concurrency ${levels.join(", ")}; ${m.cores} × ${m.cpu}, Node ${m.node}, PostgreSQL ${m.pg.version}`
+  )
+  await postgresPhase(tmp)
+  await pglitePhase(tmp)
+  const totalS = (performance.now() - began) / 1000
+  const section = renderSection(m, totalS)
+  const svg = chart()
+  const scratch = join(repoRoot, ".bench")
+  mkdirSync(scratch, { recursive: true })
+  writeFileSync(
+    join(scratch, "bench-http.json"),
+    JSON.stringify(
+      {
+        machine: m,
+        levels,
+        durationS,
+        warmupS,
+        cells,
+        pgbench: [...pgbench],
+        bare: [...bare],
+        totals: [...totals],
+        notes
+      },
+      null,
+      2
+    )
+  )
+  log("")
+  log(section)
+  if (write) {
+    writeSection(join(repoRoot, "BENCHMARKS.md"), section)
+    writeFileSync(join(repoRoot, "BENCHMARKS-chart.svg"), svg)
+    log("\nwrote BENCHMARKS.md (bench:http section) and BENCHMARKS-chart.svg")
+  } else {
+    writeFileSync(join(scratch, "bench-http.md"), section + "\n")
+    writeFileSync(join(scratch, "BENCHMARKS-chart.svg"), svg)
+    log(`\nwrote .bench/bench-http.md and .bench/BENCHMARKS-chart.svg (BENCHMARKS.md untouched; --write to update it)`)
+  }
+  const mismatches =
+    [...totals.values()].filter((t) => t.check?.ok === false).length +
+    cells.filter((c) => c.check?.ok === false).length +
+    [...pgbench.values()].filter((r) => !r.check.ok).length
+  const problems = cells.filter((c) => c.unexpected > 0).length + mismatches + replayFailures
+  // Lost or extra rows are a correctness failure, not a slow figure: say so in the exit code.
+  if (mismatches > 0) process.exitCode = 1
+  if (problems > 0) log(`\n${problems} cell(s) or check(s) with unexpected answers or mismatched rows: see the table`)
+}
+
+try {
+  await main()
+} catch (error) {
+  console.error(error instanceof Error ? (error.stack ?? error.message) : error)
+  process.exitCode = 1
+} finally {
+  await cleanup()
+}
