@@ -8,7 +8,9 @@
  *                    ├─► FingerprintCache (warmed from the newest formulas)
  *                    └──────┬────────┘
  *                           ▼
- *                FormulaIntake + OutboxRelay (start-up recovery, then periodic)
+ *                OutboxRelay (start-up recovery, backlog, uncertain outcomes)
+ *                           ▼
+ *                     FormulaIntake
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Layer } from "effect"
@@ -16,12 +18,18 @@ import type { SqlClient } from "effect/sql"
 import { FingerprintCache } from "./intake/FingerprintCache.ts"
 import { FormulaIntake } from "./intake/FormulaIntake.ts"
 import { IdempotencyKeys } from "./intake/IdempotencyKeys.ts"
-import * as OutboxRelay from "./intake/OutboxRelay.ts"
+import { OutboxRelay } from "./intake/OutboxRelay.ts"
 import { MessageQueue, type MessageQueueOptions } from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
 import { FormulaStore, type GroupCommitSettings } from "./store/FormulaStore.ts"
 
-export type RuntimeServices = FormulaIntake | FormulaStore | MessageQueue | FingerprintCache | IdempotencyKeys
+export type RuntimeServices =
+  | FormulaIntake
+  | FormulaStore
+  | MessageQueue
+  | FingerprintCache
+  | IdempotencyKeys
+  | OutboxRelay
 
 /** Acked messages settle their outbox row; purged dead letters too. */
 const settleHooks = {
@@ -57,7 +65,8 @@ export const layerWith = <E, R>(
     options.relayInterval === undefined ? OutboxRelay.layer : OutboxRelay.layerWith({ interval: options.relayInterval })
   const store =
     options.groupCommit === undefined ? FormulaStore.layerNoDeps : FormulaStore.layerWith(options.groupCommit)
-  return Layer.mergeAll(FormulaIntake.layerNoDeps, relay).pipe(
+  return FormulaIntake.layerNoDeps.pipe(
+    Layer.provideMerge(relay),
     Layer.provideMerge(Layer.mergeAll(queue, cache)),
     Layer.provideMerge(Layer.mergeAll(store, IdempotencyKeys.layerNoDeps)),
     Layer.provide(database)

@@ -11,7 +11,8 @@
  * So a consumer never receives a message whose formula is not committed, and
  * a committed formula always has its message: in the queue now, or — if the
  * process dies between COMMIT and the queue commit — re-enqueued from the
- * outbox by the relay at the next start.
+ * outbox by the relay at the next start; if the transaction's outcome was
+ * unknown, by the relay as soon as the database confirms it.
  */
 import { Clock, Context, Effect, Exit, Layer, Metric, Schema } from "effect"
 import { SecureRandom } from "effect/crypto"
@@ -22,6 +23,7 @@ import { formulaSubmitted } from "../domain/FormulaSubmitted.ts"
 import { MessageQueue, type QueueFull } from "../queue/MessageQueue.ts"
 import { DatabaseUnavailable, type FormulaRow, FormulaStore, type InsertOutcome } from "../store/FormulaStore.ts"
 import { FingerprintCache } from "./FingerprintCache.ts"
+import { OutboxRelay } from "./OutboxRelay.ts"
 
 /** The make-up exists already; `existingId` is the formula that holds it. */
 export class Duplicate extends Schema.TaggedError<Duplicate>()("Duplicate", {
@@ -51,6 +53,7 @@ export class FormulaIntake extends Context.Service<
       const store = yield* FormulaStore
       const queue = yield* MessageQueue
       const cache = yield* FingerprintCache
+      const relay = yield* OutboxRelay
 
       const store_ = Effect.fnUntraced(function* (formula: Formula, print: string) {
         const id = SecureRandom.uuidV7Unsafe()
@@ -71,12 +74,19 @@ export class FormulaIntake extends Context.Service<
           message: { id: message.messageId, body: message.body }
         })
         // The reservation is held across the transaction and settled by its
-        // outcome, whatever happens (failure, interruption included).
+        // outcome, whatever happens (failure, interruption included). A
+        // transaction that failed may still have committed (the database
+        // could not be asked, or the request was interrupted mid-commit): the
+        // relay finds out and enqueues the message if so.
         return yield* Effect.acquireUseRelease(
           queue.reserve(message),
           () => insert,
           (reservation, exit: Exit.Exit<InsertOutcome, DatabaseUnavailable>) =>
-            Exit.isSuccess(exit) && exit.value._tag === "Created" ? queue.commit(reservation) : queue.abort(reservation)
+            Exit.isFailure(exit)
+              ? Effect.andThen(queue.abort(reservation), relay.reportUncertain(message))
+              : exit.value._tag === "Created"
+                ? queue.commit(reservation)
+                : queue.abort(reservation)
         )
       })
 

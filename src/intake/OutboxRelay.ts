@@ -1,64 +1,124 @@
 /**
  * The outbox is the truth; the in-memory queue is a fast copy of its
- * unsettled part. The relay puts every committed, unsettled message into the
- * queue: once at start-up (before the server answers, so a restart loses
- * nothing), then every `OUTBOX_RELAY_INTERVAL_MS` for what could not be
- * enqueued earlier — a backlog larger than the queue, or a message whose
- * transaction committed although the submitter could not tell (lost COMMIT
- * answer) and so aborted its reservation.
+ * unsettled part. The relay keeps the copy complete:
  *
- * Publishing an id the queue already holds adds nothing, so the relay never
- * duplicates a message that is waiting or in flight. A message acked between
- * the relay's read and its publish may be delivered once more: delivery is
- * at-least-once, consumers dedupe by message id.
+ * - **Start-up recovery**: every committed, unsettled message is enqueued
+ *   before the server answers (the layer is built before the socket opens).
+ *   If they do not all fit, the rest — the *backlog* — follows as consumers
+ *   make room, from where recovery stopped.
+ * - **Uncertain outcomes**: a submission whose transaction failed in a way
+ *   that may still have committed (its COMMIT answer lost and the database
+ *   not answering the question, or the request interrupted mid-commit) aborts
+ *   its queue reservation and reports the message here. The relay asks the
+ *   database about it until it knows: committed → enqueued; absent after
+ *   `uncertainFor` → forgotten.
+ *
+ * Every `interval` it does both, scanning only the backlog and the uncertain
+ * ids — never the whole outbox — so its cost does not grow with history.
+ * Publishing an id the queue already holds adds nothing. Delivery is
+ * at-least-once; consumers dedupe by message id.
  */
-import { Config, Duration, Effect, Layer, Schema } from "effect"
-import { MessageQueue } from "../queue/MessageQueue.ts"
+import { Clock, Config, Context, Duration, Effect, Layer, Schema } from "effect"
+import { type Message, MessageQueue } from "../queue/MessageQueue.ts"
 import { FormulaStore, type UnsettledMessage } from "../store/FormulaStore.ts"
 
 const batchSize = 500
 
-/** Enqueues unsettled messages, oldest first, until the queue is full or none are left. Returns how many were added. */
-export const relayOnce = Effect.gen(function* () {
-  const store = yield* FormulaStore
-  const queue = yield* MessageQueue
-  let added = 0
-  let after: UnsettledMessage | undefined = undefined
-  while (true) {
-    if ((yield* queue.stats).available === 0) return added
-    const batch: ReadonlyArray<UnsettledMessage> = yield* store.unsettledMessages({ limit: batchSize, after })
-    for (const message of batch) {
-      const published = yield* queue.publish({ messageId: message.messageId, body: message.body }).pipe(Effect.option)
-      if (published._tag === "None") return added // full
-      if (!published.value.duplicate) added++
-    }
-    if (batch.length < batchSize) return added
-    after = batch[batch.length - 1]
+/** How long an uncertain message is asked about before it is taken as never committed. */
+const uncertainFor = Duration.minutes(2)
+
+export class OutboxRelay extends Context.Service<
+  OutboxRelay,
+  {
+    /** A message whose transaction may or may not have committed. */
+    reportUncertain(message: Message): Effect.Effect<void>
+    /** One pass: the backlog, then the uncertain messages. Returns how many messages it enqueued. */
+    readonly relay: Effect.Effect<number>
   }
-}).pipe(Effect.withSpan("OutboxRelay.relayOnce"))
+>()("formula-intake/intake/OutboxRelay") {
+  /** Start-up recovery now, then a pass every `interval`, in the layer's scope. */
+  static readonly layerWith = (options: { readonly interval: Duration.Input }) =>
+    Layer.effect(
+      OutboxRelay,
+      Effect.gen(function* () {
+        const store = yield* FormulaStore
+        const queue = yield* MessageQueue
 
-/** Start-up recovery, then a relay every `interval`, in the layer's scope. */
-export const layerWith = (options: { readonly interval: Duration.Input }) =>
-  Layer.effectDiscard(
-    Effect.gen(function* () {
-      const recovered = yield* relayOnce
-      if (recovered > 0) yield* Effect.logInfo(`outbox: re-enqueued ${recovered} unsettled messages`)
-      yield* relayOnce.pipe(
-        Effect.catch((error) => Effect.logWarning("outbox relay failed; will retry", error)),
-        Effect.delay(options.interval),
-        Effect.forever,
-        Effect.forkScoped
-      )
-    })
-  )
+        // Where recovery stopped when the queue filled up; undefined once the backlog is drained.
+        let backlogAfter: UnsettledMessage | undefined | "start" = "start"
+        const uncertain = new Map<string, { readonly message: Message; readonly since: number }>()
 
-/** Interval from `OUTBOX_RELAY_INTERVAL_MS` (default 5000). */
-export const layer = Layer.unwrap(
-  Effect.map(
-    Config.schema(
-      Schema.Int.check(Schema.isBetween({ minimum: 10, maximum: 3_600_000 })),
-      "OUTBOX_RELAY_INTERVAL_MS"
-    ).pipe(Config.withDefault(5_000)),
-    (interval) => layerWith({ interval })
+        /** Enqueues unsettled messages after `backlogAfter` until the queue is full or none are left. */
+        const drainBacklog = Effect.gen(function* () {
+          let added = 0
+          while (backlogAfter !== undefined) {
+            if ((yield* queue.stats).available === 0) return added
+            const after: UnsettledMessage | undefined = backlogAfter === "start" ? undefined : backlogAfter
+            const batch = yield* store.unsettledMessages({ limit: batchSize, after })
+            for (const message of batch) {
+              const published = yield* Effect.option(queue.publish(message))
+              if (published._tag === "None") return added // full: resume from here next time
+              if (!published.value.duplicate) added++
+              backlogAfter = message
+            }
+            if (batch.length < batchSize) backlogAfter = undefined
+          }
+          return added
+        })
+
+        /** Enqueues the uncertain messages that did commit; forgets those that cannot have. */
+        const settleUncertain = Effect.gen(function* () {
+          if (uncertain.size === 0) return 0
+          const now = yield* Clock.currentTimeMillis
+          const committed = yield* store.existingMessages([...uncertain.keys()])
+          let added = 0
+          for (const [id, entry] of uncertain) {
+            if (committed.has(id)) {
+              const published = yield* Effect.option(queue.publish(entry.message))
+              if (published._tag === "None") continue // full: try again next pass
+              if (!published.value.duplicate) added++
+              uncertain.delete(id)
+            } else if (now - entry.since > Duration.toMillis(uncertainFor)) {
+              uncertain.delete(id)
+            }
+          }
+          return added
+        })
+
+        const relay = Effect.gen(function* () {
+          return (yield* drainBacklog) + (yield* settleUncertain)
+        }).pipe(
+          Effect.catch((error) =>
+            Effect.as(Effect.logWarning("outbox relay: database unavailable; will retry", error), 0)
+          ),
+          Effect.withSpan("OutboxRelay.relay")
+        )
+
+        const reportUncertain = (message: Message) =>
+          Effect.flatMap(Clock.currentTimeMillis, (since) =>
+            Effect.sync(() => {
+              uncertain.set(message.messageId, { message, since })
+            })
+          )
+
+        // Recovery must succeed before the service starts: a database that
+        // cannot be read now fails start-up rather than serving with a hole.
+        const recovered = yield* drainBacklog
+        if (recovered > 0) yield* Effect.logInfo(`outbox: re-enqueued ${recovered} unsettled messages`)
+        yield* relay.pipe(Effect.delay(options.interval), Effect.forever, Effect.forkScoped)
+
+        return OutboxRelay.of({ reportUncertain, relay })
+      })
+    )
+
+  /** Interval from `OUTBOX_RELAY_INTERVAL_MS` (default 5000). */
+  static readonly layer = Layer.unwrap(
+    Effect.map(
+      Config.schema(
+        Schema.Int.check(Schema.isBetween({ minimum: 10, maximum: 3_600_000 })),
+        "OUTBOX_RELAY_INTERVAL_MS"
+      ).pipe(Config.withDefault(5_000)),
+      (interval) => OutboxRelay.layerWith({ interval })
+    )
   )
-)
+}

@@ -7,7 +7,8 @@
  * both win: the unique index serialises them.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Clock, Config, Context, Duration, Effect, Exit, Layer, Schedule, Schema } from "effect"
+import { isSqlError, type SqlError } from "effect/sql/SqlError"
+import { Clock, Config, Context, Duration, Effect, Exit, Layer, Schema } from "effect"
 import { DatabaseUnavailable, isBug, operationTimeout, timedOut, unavailableOnFailure } from "./DatabaseUnavailable.ts"
 import { type FormulaRow, makeFormulaSql, type MaterialRow } from "./FormulaSql.ts"
 import * as GroupCommit from "./GroupCommit.ts"
@@ -76,6 +77,8 @@ export class FormulaStore extends Context.Service<
       readonly limit: number
       readonly after: UnsettledMessage | undefined
     }): Effect.Effect<ReadonlyArray<UnsettledMessage>, DatabaseUnavailable>
+    /** Which of these messages exist, i.e. whose transactions committed. */
+    existingMessages(messageIds: ReadonlyArray<string>): Effect.Effect<ReadonlySet<string>, DatabaseUnavailable>
     /** fingerprint → id of the newest `limit` formulas. */
     recentFingerprints(
       limit: number
@@ -91,32 +94,25 @@ export class FormulaStore extends Context.Service<
         const q = makeFormulaSql(sql)
 
         const writeTransaction = (formula: NewFormula) =>
-          sql.withTransaction(
-            Effect.gen(function* () {
-              const inserted = yield* q.insertFormulaIfNew(formula)
-              if (!inserted) {
-                const existingId = yield* q.findIdByFingerprint(formula.fingerprint)
-                // The row that beat us cannot vanish (formulas are never deleted), so this is always found.
-                return { _tag: "Duplicate", existingId: existingId! } as const
-              }
-              yield* q.insertMaterials(formula.id, formula.materials)
-              yield* q.insertOutboxMessage({
-                messageId: formula.message.id,
-                formulaId: formula.id,
-                body: formula.message.body
+          sql
+            .withTransaction(
+              Effect.gen(function* () {
+                const inserted = yield* q.insertFormulaIfNew(formula)
+                if (!inserted) {
+                  const existingId = yield* q.findIdByFingerprint(formula.fingerprint)
+                  // The row that beat us cannot vanish (formulas are never deleted), so this is always found.
+                  return { _tag: "Duplicate", existingId: existingId! } as const
+                }
+                yield* q.insertMaterials(formula.id, formula.materials)
+                yield* q.insertOutboxMessage({
+                  messageId: formula.message.id,
+                  formulaId: formula.id,
+                  body: formula.message.body
+                })
+                return { _tag: "Created" } as const
               })
-              return { _tag: "Created" } as const
-            })
-          )
-
-        // When the transaction fails we may not know whether COMMIT took effect
-        // (the connection can drop after the server committed). The outbox row
-        // exists exactly when it did, so ask; retry the question briefly while
-        // the database comes back.
-        const committedAnyway = (formula: NewFormula) =>
-          q
-            .outboxMessageExists(formula.message.id)
-            .pipe(Effect.retry({ schedule: Schedule.exponential(Duration.millis(50)), times: 5 }))
+            )
+            .pipe(rollbackFailuresAsErrors)
 
         const createdRow = (formula: NewFormula): InsertOutcome => ({
           _tag: "Created",
@@ -132,69 +128,56 @@ export class FormulaStore extends Context.Service<
           }
         })
 
-        /** One formula, one transaction. */
+        /**
+         * One formula, one transaction. When the transaction fails we may not
+         * know whether it committed (the connection can drop after the server
+         * committed, or before the COMMIT it already received arrives). So it
+         * runs once more with the same ids: the unique index makes that second
+         * attempt wait for the first to end, and then "duplicate of our own id"
+         * means the first one committed. No guess, no race with a transaction
+         * still in flight.
+         */
         const insertOne = (formula: NewFormula): Effect.Effect<InsertOutcome, DatabaseUnavailable> =>
           writeTransaction(formula).pipe(
-            Effect.catchTag("SqlError", (error) =>
-              isBug(error)
-                ? Effect.die(error)
-                : Effect.flatMap(committedAnyway(formula), (committed) =>
-                    committed ? Effect.succeed({ _tag: "Created" } as const) : Effect.fail(error)
-                  )
-            ),
+            Effect.catchTag("SqlError", (error) => (isBug(error) ? Effect.die(error) : writeTransaction(formula))),
             unavailableOnFailure,
-            Effect.map((outcome) => (outcome._tag === "Created" ? createdRow(formula) : outcome))
+            Effect.map((outcome) =>
+              outcome._tag === "Created" || outcome.existingId === formula.id ? createdRow(formula) : outcome
+            )
           )
 
         /** Many formulas, one transaction: multi-row inserts, per-item outcomes. */
         const batchTransaction = (formulas: ReadonlyArray<NewFormula>) =>
-          sql.withTransaction(
-            Effect.gen(function* () {
-              const inserted = yield* q.insertFormulasIfNew(formulas)
-              const created = formulas.filter((formula) => inserted.has(formula.id))
-              const lost = formulas.filter((formula) => !inserted.has(formula.id))
-              // Same transaction: also sees a winner inserted by this very batch.
-              const owners =
-                lost.length === 0
-                  ? new Map<string, string>()
-                  : yield* q.findIdsByFingerprints(lost.map((f) => f.fingerprint))
-              if (created.length > 0) {
-                yield* q.insertMaterialsMany(created)
-                yield* q.insertOutboxMany(
-                  created.map((f) => ({ messageId: f.message.id, formulaId: f.id, body: f.message.body }))
-                )
-              }
-              return formulas.map(
-                (formula): InsertOutcome =>
-                  inserted.has(formula.id)
-                    ? createdRow(formula)
-                    : { _tag: "Duplicate", existingId: owners.get(formula.fingerprint)! }
-              )
-            })
-          )
-
-        // A failed batch either committed as a whole (its COMMIT answer was lost:
-        // its outbox rows exist) or not at all. If not, each item is written on
-        // its own, so one bad item cannot fail its neighbours.
-        const afterFailedBatch = (formulas: ReadonlyArray<NewFormula>) =>
-          q.existingOutboxMessages(formulas.map((f) => f.message.id)).pipe(
-            Effect.retry({ schedule: Schedule.exponential(Duration.millis(50)), times: 5 }),
-            Effect.flatMap((existing) =>
-              existing.size === 0
-                ? Effect.forEach(formulas, (formula) => Effect.exit(insertOne(formula)))
-                : Effect.map(q.findIdsByFingerprints(formulas.map((f) => f.fingerprint)), (owners) =>
-                    formulas.map((formula) =>
-                      Exit.succeed<InsertOutcome>(
-                        existing.has(formula.message.id)
-                          ? createdRow(formula)
-                          : { _tag: "Duplicate", existingId: owners.get(formula.fingerprint)! }
-                      )
-                    )
+          sql
+            .withTransaction(
+              Effect.gen(function* () {
+                const inserted = yield* q.insertFormulasIfNew(formulas)
+                const created = formulas.filter((formula) => inserted.has(formula.id))
+                const lost = formulas.filter((formula) => !inserted.has(formula.id))
+                // Same transaction: also sees a winner inserted by this very batch.
+                const owners =
+                  lost.length === 0
+                    ? new Map<string, string>()
+                    : yield* q.findIdsByFingerprints(lost.map((f) => f.fingerprint))
+                if (created.length > 0) {
+                  yield* q.insertMaterialsMany(created)
+                  yield* q.insertOutboxMany(
+                    created.map((f) => ({ messageId: f.message.id, formulaId: f.id, body: f.message.body }))
                   )
-            ),
-            unavailableOnFailure
-          )
+                }
+                return formulas.map(
+                  (formula): InsertOutcome =>
+                    inserted.has(formula.id)
+                      ? createdRow(formula)
+                      : { _tag: "Duplicate", existingId: owners.get(formula.fingerprint)! }
+                )
+              })
+            )
+            .pipe(rollbackFailuresAsErrors)
 
+        // A failed batch is written again item by item with the same ids: each
+        // item learns whether the batch committed it (see insertOne), and one
+        // bad item cannot fail its neighbours.
         const insertBatch = (
           formulas: ReadonlyArray<NewFormula>
         ): Effect.Effect<ReadonlyArray<Exit.Exit<InsertOutcome, DatabaseUnavailable>>> =>
@@ -203,8 +186,7 @@ export class FormulaStore extends Context.Service<
             : batchTransaction(formulas).pipe(
                 Effect.map((outcomes) => outcomes.map((outcome) => Exit.succeed(outcome))),
                 Effect.timeoutOrElse({ duration: operationTimeout, orElse: () => Effect.fail(timedOut) }),
-                Effect.catch(() => afterFailedBatch(formulas)),
-                Effect.catch((error) => Effect.succeed(formulas.map(() => Exit.fail(error)))),
+                Effect.catchCause(() => Effect.forEach(formulas, (formula) => Effect.exit(insertOne(formula)))),
                 Effect.withSpan("FormulaStore.insertBatch", { attributes: { size: formulas.length } })
               )
 
@@ -262,7 +244,11 @@ export class FormulaStore extends Context.Service<
           markDelivered,
           markPurged,
           unsettledMessages,
-          recentFingerprints
+          recentFingerprints,
+          existingMessages: (messageIds: ReadonlyArray<string>) =>
+            q
+              .existingOutboxMessages(messageIds)
+              .pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.existingMessages"))
         })
       })
     )
@@ -272,5 +258,13 @@ export class FormulaStore extends Context.Service<
     Effect.map(GroupCommitConfig, (settings) => FormulaStore.layerWith(settings))
   )
 }
+
+/**
+ * `withTransaction` runs ROLLBACK as a defect when it fails; on a dead
+ * connection it always does. That is still a database failure — an error the
+ * caller handles (503, or "ask again") — not a bug.
+ */
+const rollbackFailuresAsErrors = <A, R>(self: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError, R> =>
+  Effect.catchDefect(self, (defect) => (isSqlError(defect) ? Effect.fail(defect) : Effect.die(defect)))
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i

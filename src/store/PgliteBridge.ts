@@ -19,8 +19,34 @@ const CANCEL_REQUEST_CODE = 80877102
 const PROTOCOL_VERSION_3 = 196608
 const TERMINATE = 0x58 // 'X'
 
+// One bridge connection at a time owns the session, from its start-up until it
+// was released (rolled back): a new connection must never run its statements
+// inside the open transaction of one that is going away.
+const sessions = new WeakMap<PGlite, Promise<void>>()
+const ownSession = (db: PGlite): Promise<() => void> => {
+  const previous = sessions.get(db) ?? Promise.resolve()
+  let unlock!: () => void
+  const next = new Promise<void>((resolve) => (unlock = resolve))
+  sessions.set(
+    db,
+    previous.then(() => next)
+  )
+  return previous.then(() => unlock)
+}
+
+// A simple-protocol ROLLBACK, run under the lock we already hold (db.exec would take it again: deadlock).
+const rollbackMessage = (() => {
+  const text = Buffer.from("ROLLBACK\0")
+  const message = Buffer.alloc(5 + text.length)
+  message[0] = 0x51 // 'Q'
+  message.writeInt32BE(4 + text.length, 1)
+  text.copy(message, 5)
+  return new Uint8Array(message)
+})()
+
 /** Returns a `stream` factory for `PgClient` that connects to `db`. */
 export const makePgliteStream = (db: PGlite) => (): Duplex => {
+  let unlock: (() => void) | undefined
   const [client, server] = duplexPair()
   let buffered: Buffer = Buffer.alloc(0)
   let startupDone = false
@@ -56,7 +82,15 @@ export const makePgliteStream = (db: PGlite) => (): Duplex => {
           continue
         }
         if (code === CANCEL_REQUEST_CODE) continue // nothing to cancel in a single session
-        if (code === PROTOCOL_VERSION_3) startupDone = true
+        if (code === PROTOCOL_VERSION_3) {
+          startupDone = true
+          chain = chain
+            .then(() => ownSession(db))
+            .then((release) => {
+              unlock = release
+              if (closed) release()
+            })
+        }
         messages.push(message)
         continue
       }
@@ -94,10 +128,11 @@ export const makePgliteStream = (db: PGlite) => (): Duplex => {
     chain = chain
       .then(() =>
         db.runExclusive(async () => {
-          if (db.isInTransaction()) await db.exec("ROLLBACK")
+          if (db.isInTransaction()) await db.execProtocolRawStream(rollbackMessage, { onRawData: () => {} })
         })
       )
       .catch(() => undefined)
+      .finally(() => unlock?.())
   }
   server.on("close", release)
   server.on("end", release)

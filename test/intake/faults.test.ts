@@ -23,13 +23,16 @@ import { Cause, Duration, Effect, Exit, Fiber, Layer } from "effect"
 import type { SqlClient } from "effect/sql"
 import { randomBytes } from "node:crypto"
 import { FormulaIntake, type SubmitError } from "../../src/intake/FormulaIntake.ts"
-import { relayOnce } from "../../src/intake/OutboxRelay.ts"
+import { OutboxRelay } from "../../src/intake/OutboxRelay.ts"
 import { MessageQueue } from "../../src/queue/MessageQueue.ts"
 import * as Runtime from "../../src/Runtime.ts"
 import type { FormulaRow } from "../../src/store/FormulaStore.ts"
 import { postgresUrl } from "../support/Databases.ts"
 import { FaultInjector, type FaultPoint, type FaultyDatabase, faultyDatabases } from "../support/FaultyStream.ts"
 import { assertInvariants, formulasInDatabase } from "../support/Invariants.ts"
+
+/** One outbox relay pass (the periodic one is off in these tests). */
+const relayOnce = OutboxRelay.use((relay) => relay.relay)
 
 /** A make-up no other test uses. */
 const makeUp = () => {
@@ -101,7 +104,7 @@ for (const database of faultyDatabases(postgresUrl)) {
   describe(`submit under connection faults on ${database.name}`, () => {
     for (const step of steps) {
       it.live(
-        `connection lost ${step.title}: DatabaseUnavailable, nothing stored, no message; the same make-up is created next (a, b, c, d) — protects the rollback of the unfinished transaction, the store's "did it commit?" question answering no, the reservation's abort, and the pool reconnecting`,
+        `connection lost once ${step.title}: the transaction rolls back and the store's second attempt (same ids) creates it — stored once, announced once (a, b, d) — protects the rollback of the unfinished transaction, the retry that resolves an unknown outcome, and the pool reconnecting`,
         () =>
           onRuntime(database, (injector) =>
             Effect.gen(function* () {
@@ -109,8 +112,33 @@ for (const database of faultyDatabases(postgresUrl)) {
               const fault = injector.arm(step.sql, step.point)
               const exit = yield* submit(input)
               assert.isTrue(yield* fault.hasFired, `the fault at ${step.sql} fired`)
+              assert.isTrue(Exit.isSuccess(exit), `the retry creates it, got ${failureTag(exit)}`)
+              const created = (exit as Exit.Success<FormulaRow>).value
+              const formulas = yield* formulasInDatabase
+              assert.strictEqual(formulas.size, 1, "stored once")
+              assert.strictEqual(formulas.get(created.id), created.fingerprint)
+              const report = yield* assertInvariants
+              assert.deepStrictEqual(report.delivered, [created.messageId], "announced once")
+            })
+          ),
+        timeout
+      )
+
+      it.live(
+        `connection lost ${step.title} and the database gone: DatabaseUnavailable, nothing stored, no message; the same make-up is created when it returns (a, b, c, d) — protects the rollback, the reservation's abort, and the pool reconnecting`,
+        () =>
+          onRuntime(database, (injector) =>
+            Effect.gen(function* () {
+              const input = makeUp()
+              const fault = injector.arm(step.sql, step.point)
+              // The moment the connection is cut, the database goes away too: the retry cannot reach it.
+              yield* Effect.forkChild(Effect.andThen(fault.fired, Effect.sync(() => injector.setOffline(true))))
+              const exit = yield* submit(input)
+              assert.isTrue(yield* fault.hasFired, `the fault at ${step.sql} fired`)
               assert.strictEqual(failureTag(exit), "DatabaseUnavailable")
+              injector.setOffline(false)
               assert.strictEqual((yield* formulasInDatabase).size, 0, "nothing was stored")
+              yield* relayOnce
               yield* assertInvariants
               const created = yield* assertResubmissionCreates(input)
               const report = yield* assertInvariants
