@@ -1,6 +1,7 @@
 import { Effect, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiSchema } from "effect/http-api"
+import { withoutStack } from "../domain/WithoutStack.ts"
 import { IdempotencyKeys, maxKeyLength, requestHash, type StoredResponse } from "../intake/IdempotencyKeys.ts"
 import { FormulaIntake } from "../intake/FormulaIntake.ts"
 import { type FormulaRow, FormulaStore } from "../store/FormulaStore.ts"
@@ -69,11 +70,14 @@ export const FormulasHandlers = HttpApiBuilder.group(
           FormulaInvalid: (error) => Effect.fail(new InvalidFormula({ errors: error.errors })),
           Duplicate: (error) =>
             Effect.fail(
-              new DuplicateFormula({
-                detail: `formula ${error.existingId} has the same material make-up`,
-                existingId: error.existingId,
-                existingUrl: formulaUrl(error.existingId)
-              })
+              withoutStack(
+                () =>
+                  new DuplicateFormula({
+                    detail: `formula ${error.existingId} has the same material make-up`,
+                    existingId: error.existingId,
+                    existingUrl: formulaUrl(error.existingId)
+                  })
+              )
             ),
           QueueFull: () => Effect.fail(new QueueFullProblem({ detail: "too many messages await consumers" })),
           DatabaseUnavailable: (error) => Effect.fail(unavailable(error))

@@ -20,6 +20,7 @@ import { toSqlNumeric } from "../domain/Decimal.ts"
 import { fingerprint } from "../domain/Fingerprint.ts"
 import { decodeFormula, type Formula, type FormulaInvalid } from "../domain/Formula.ts"
 import { formulaSubmitted } from "../domain/FormulaSubmitted.ts"
+import { withoutStack } from "../domain/WithoutStack.ts"
 import { MessageQueue, type QueueFull } from "../queue/MessageQueue.ts"
 import { DatabaseUnavailable, type FormulaRow, FormulaStore, type InsertOutcome } from "../store/FormulaStore.ts"
 import { FingerprintCache } from "./FingerprintCache.ts"
@@ -95,7 +96,7 @@ export class FormulaIntake extends Context.Service<
         const known = yield* cache.get(print)
         if (known !== undefined) {
           yield* count("duplicate")
-          return yield* new Duplicate({ existingId: known, fingerprint: print })
+          return yield* withoutStack(() => new Duplicate({ existingId: known, fingerprint: print }))
         }
         const outcome = yield* store_(formula, print).pipe(
           Effect.tapError((error) => count(error._tag === "QueueFull" ? "queue_full" : "unavailable"))
@@ -103,7 +104,7 @@ export class FormulaIntake extends Context.Service<
         if (outcome._tag === "Duplicate") {
           yield* cache.set(print, outcome.existingId)
           yield* count("duplicate")
-          return yield* new Duplicate({ existingId: outcome.existingId, fingerprint: print })
+          return yield* withoutStack(() => new Duplicate({ existingId: outcome.existingId, fingerprint: print }))
         }
         yield* cache.set(print, outcome.formula.id)
         yield* count("created")

@@ -57,9 +57,32 @@ describe("parseJsonExact", () => {
     }
   })
 
-  it("rejects absurd nesting as invalid JSON instead of crashing", () => {
-    const result = parseJsonExact("[".repeat(500_000) + "]".repeat(500_000))
+  it("rejects absurd nesting that needs the reviver as invalid JSON instead of crashing", () => {
+    // The exponent sends the text through the reviver, which recurses.
+    const result = parseJsonExact("[".repeat(500_000) + "1e1" + "]".repeat(500_000))
     assert.isTrue(Result.isFailure(result))
     if (Result.isFailure(result)) assert.include(result.failure.message, "nested too deeply")
+  })
+
+  it("parses absurd nesting without numbers to round natively, without crashing", () => {
+    assert.isTrue(Result.isSuccess(parseJsonExact("[".repeat(500_000) + "]".repeat(500_000))))
+  })
+
+  it.each([
+    ["15.50000000000000001", true],
+    ["0.1000000000000000055511151231257827", true],
+    ["123456789012345678", true],
+    ["1e400", true],
+    ["1e1", false],
+    ["999999999999999", false],
+    ["0.000001", false]
+  ] as const)("%s is kept as source text when a double would round it (%s)", (source, rounds) => {
+    const result = parseJsonExact(`{"name":"x","c":${source}}`)
+    assert.isTrue(Result.isSuccess(result))
+    if (Result.isSuccess(result)) {
+      const value = (result.success as { c: unknown }).c
+      if (rounds) assert.strictEqual(String(value), source)
+      else assert.strictEqual(value, Number(source))
+    }
   })
 })
