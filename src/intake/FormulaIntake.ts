@@ -15,9 +15,9 @@
  * unknown, by the relay as soon as the database confirms it.
  */
 import { Clock, Context, Effect, Exit, Layer, Metric, Schema } from "effect"
-import { SecureRandom } from "effect/crypto"
 import { toSqlNumeric } from "../domain/Decimal.ts"
 import { fingerprint } from "../domain/Fingerprint.ts"
+import { newId } from "../domain/Ids.ts"
 import { decodeFormula, type Formula, type FormulaInvalid } from "../domain/Formula.ts"
 import { formulaSubmitted } from "../domain/FormulaSubmitted.ts"
 import { withoutStack } from "../domain/WithoutStack.ts"
@@ -57,10 +57,10 @@ export class FormulaIntake extends Context.Service<
       const relay = yield* OutboxRelay
 
       const store_ = Effect.fnUntraced(function* (formula: Formula, print: string) {
-        const id = SecureRandom.uuidV7Unsafe()
+        const id = yield* newId
         const createdAt = new Date(yield* Clock.currentTimeMillis)
         const message = {
-          messageId: SecureRandom.uuidV7Unsafe(),
+          messageId: yield* newId,
           body: formulaSubmitted({ formulaId: id, fingerprint: print, name: formula.name, submittedAt: createdAt })
         }
         const insert = store.insert({
