@@ -57,4 +57,3 @@ const program = Effect.gen(function* () {
 }).pipe(Effect.scoped)
 
 program.pipe(Effect.provide(Runtime.layerWith(database)), NodeRuntime.runMain)
-

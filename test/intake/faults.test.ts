@@ -132,7 +132,12 @@ for (const database of faultyDatabases(postgresUrl)) {
               const input = makeUp()
               const fault = injector.arm(step.sql, step.point)
               // The moment the connection is cut, the database goes away too: the retry cannot reach it.
-              yield* Effect.forkChild(Effect.andThen(fault.fired, Effect.sync(() => injector.setOffline(true))))
+              yield* Effect.forkChild(
+                Effect.andThen(
+                  fault.fired,
+                  Effect.sync(() => injector.setOffline(true))
+                )
+              )
               const exit = yield* submit(input)
               assert.isTrue(yield* fault.hasFired, `the fault at ${step.sql} fired`)
               assert.strictEqual(failureTag(exit), "DatabaseUnavailable")
