@@ -1,6 +1,7 @@
 import { Effect, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiSchema } from "effect/http-api"
+import { decodeFormula, type Formula } from "../domain/Formula.ts"
 import { withoutStack } from "../domain/WithoutStack.ts"
 import { IdempotencyKeys, maxKeyLength, requestHash, type StoredResponse } from "../intake/IdempotencyKeys.ts"
 import { FormulaIntake } from "../intake/FormulaIntake.ts"
@@ -64,10 +65,13 @@ export const FormulasHandlers = HttpApiBuilder.group(
     const store = yield* FormulaStore
     const keys = yield* IdempotencyKeys
 
-    const submit = (body: unknown) =>
-      intake.submit(body).pipe(
+    // Validation comes first, before any Idempotency-Key is claimed: a 400 needs no database.
+    const decode = (body: unknown) =>
+      decodeFormula(body).pipe(Effect.mapError((error) => new InvalidFormula({ errors: error.errors })))
+
+    const submit = (formula: Formula) =>
+      intake.submitDecoded(formula).pipe(
         Effect.catchTags({
-          FormulaInvalid: (error) => Effect.fail(new InvalidFormula({ errors: error.errors })),
           Duplicate: (error) =>
             Effect.fail(
               withoutStack(
@@ -88,9 +92,10 @@ export const FormulasHandlers = HttpApiBuilder.group(
       .handleRaw("submit", ({ request }) =>
         Effect.gen(function* () {
           const body = yield* readJsonBody(request)
+          const formula = yield* decode(body)
           const key = request.headers["idempotency-key"]
           if (key === undefined) {
-            const row = yield* submit(body)
+            const row = yield* submit(formula)
             return HttpApiSchema.withHeaders({ body: toFormulaView(row), headers: { location: formulaUrl(row.id) } })
           }
           // With a key: the first finished outcome (201 or duplicate 409) is stored and replayed.
@@ -102,7 +107,7 @@ export const FormulasHandlers = HttpApiBuilder.group(
           const result = yield* keys
             .run(
               { scope: request.headers["x-client-id"] ?? "", key, requestHash: requestHash(body) },
-              submit(body).pipe(
+              submit(formula).pipe(
                 Effect.map((row): StoredResponse => created(toFormulaView(row))),
                 Effect.catchTag("DuplicateFormula", (problem) => Effect.succeed(duplicate(problem)))
               )

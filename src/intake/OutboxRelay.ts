@@ -24,8 +24,15 @@ import { FormulaStore, type UnsettledMessage } from "../store/FormulaStore.ts"
 
 const batchSize = 500
 
-/** How long an uncertain message is asked about before it is taken as never committed. */
+/**
+ * How long an uncertain message is asked about before it is taken as never
+ * committed: well past the longest a write can still be running after its
+ * caller gave up (two operation timeouts, see FormulaStore.insert).
+ */
 const uncertainFor = Duration.minutes(2)
+
+/** Uncertain messages remembered at most; past that the oldest wait for the next start-up recovery. */
+const maxUncertain = 100_000
 
 export class OutboxRelay extends Context.Service<
   OutboxRelay,
@@ -70,7 +77,10 @@ export class OutboxRelay extends Context.Service<
         const settleUncertain = Effect.gen(function* () {
           if (uncertain.size === 0) return 0
           const now = yield* Clock.currentTimeMillis
-          const committed = yield* store.existingMessages([...uncertain.keys()])
+          const committed = new Set<string>()
+          for (const ids of chunks([...uncertain.keys()], batchSize)) {
+            for (const id of yield* store.existingMessages(ids)) committed.add(id)
+          }
           let added = 0
           for (const [id, entry] of uncertain) {
             if (committed.has(id)) {
@@ -98,6 +108,7 @@ export class OutboxRelay extends Context.Service<
           Effect.flatMap(Clock.currentTimeMillis, (since) =>
             Effect.sync(() => {
               uncertain.set(message.messageId, { message, since })
+              if (uncertain.size > maxUncertain) uncertain.delete(uncertain.keys().next().value!)
             })
           )
 
@@ -122,3 +133,6 @@ export class OutboxRelay extends Context.Service<
     )
   )
 }
+
+const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> =>
+  Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size))

@@ -151,7 +151,11 @@ export class FormulaStore extends Context.Service<
           sql
             .withTransaction(
               Effect.gen(function* () {
-                const inserted = yield* q.insertFormulasIfNew(formulas)
+                // In fingerprint order, so two batches with make-ups in common
+                // take their index locks in the same order and cannot deadlock.
+                const inserted = yield* q.insertFormulasIfNew(
+                  [...formulas].sort((a, b) => (a.fingerprint < b.fingerprint ? -1 : 1))
+                )
                 const created = formulas.filter((formula) => inserted.has(formula.id))
                 const lost = formulas.filter((formula) => !inserted.has(formula.id))
                 // Same transaction: also sees a winner inserted by this very batch.
@@ -186,12 +190,26 @@ export class FormulaStore extends Context.Service<
             : batchTransaction(formulas).pipe(
                 Effect.map((outcomes) => outcomes.map((outcome) => Exit.succeed(outcome))),
                 Effect.timeoutOrElse({ duration: operationTimeout, orElse: () => Effect.fail(timedOut) }),
-                Effect.catchCause(() => Effect.forEach(formulas, (formula) => Effect.exit(insertOne(formula)))),
+                Effect.catchCause(() =>
+                  Effect.forEach(formulas, (formula) => Effect.exit(insertOne(formula)), {
+                    concurrency: options.workers * 4
+                  }).pipe(
+                    Effect.timeoutOrElse({
+                      duration: operationTimeout,
+                      orElse: () => Effect.succeed(formulas.map(() => Exit.fail(timedOut)))
+                    })
+                  )
+                ),
                 Effect.withSpan("FormulaStore.insertBatch", { attributes: { size: formulas.length } })
               )
 
         const submit = yield* GroupCommit.make({ ...options, write: insertBatch })
-        const insert = (formula: NewFormula) => submit(formula).pipe(Effect.withSpan("FormulaStore.insert"))
+        // A batch answers within operationTimeout, its item-by-item fallback
+        // within another: no caller waits longer than that for a 503.
+        const insert = (formula: NewFormula) =>
+          submit(formula, Duration.times(operationTimeout, 2), () => timedOut).pipe(
+            Effect.withSpan("FormulaStore.insert")
+          )
 
         const findById = Effect.fn("FormulaStore.findById")(function* (id: string) {
           // Ids are UUIDs; anything else cannot exist, and must not reach a uuid-typed comparison.

@@ -37,6 +37,7 @@ export const make = Effect.fnUntraced(function* <A, B, E>(options: GroupCommitOp
   const waiting = yield* Queue.unbounded<Pending<A, B, E>>()
   const linger = Duration.fromInputUnsafe(options.linger)
   const lingers = Duration.toMillis(linger) > 0
+  let closed = false
 
   const writeBatch = (batch: ReadonlyArray<Pending<A, B, E>>) =>
     options.write(batch.map((pending) => pending.item)).pipe(
@@ -52,16 +53,26 @@ export const make = Effect.fnUntraced(function* <A, B, E>(options: GroupCommitOp
       )
     )
 
+  // A caller that gave up (timed out, disconnected) has already had its
+  // answer settled: its item is not written at all.
+  const stillWanted = (batch: Iterable<Pending<A, B, E>>) =>
+    Array.from(batch).filter((pending) => !Deferred.isDoneUnsafe(pending.answer))
+
   const worker = Effect.gen(function* () {
     while (true) {
-      let batch: Array<Pending<A, B, E>> = Array.from(yield* Queue.takeBetween(waiting, 1, options.maxBatch))
-      if (lingers && batch.length < options.maxBatch) {
-        yield* Effect.sleep(linger)
-        const more = yield* Queue.takeBetween(waiting, 0, options.maxBatch - batch.length)
-        batch = batch.concat(Array.from(more))
-      }
-      // Uninterruptible: a batch that committed must answer its callers.
-      yield* Effect.uninterruptible(writeBatch(batch))
+      const first = yield* Queue.takeBetween(waiting, 1, options.maxBatch)
+      // From here on the batch is ours to answer: linger and write uninterruptibly.
+      yield* Effect.uninterruptible(
+        Effect.gen(function* () {
+          let batch = Array.from(first)
+          if (lingers && batch.length < options.maxBatch) {
+            yield* Effect.sleep(linger)
+            batch = batch.concat(Array.from(yield* Queue.takeBetween(waiting, 0, options.maxBatch - batch.length)))
+          }
+          const wanted = stillWanted(batch)
+          if (wanted.length > 0) yield* writeBatch(wanted)
+        })
+      )
     }
   })
 
@@ -71,17 +82,31 @@ export const make = Effect.fnUntraced(function* <A, B, E>(options: GroupCommitOp
       { concurrency: "unbounded", discard: true }
     )
   )
-  // Closing: whoever still waits for a batch that will never be written is
-  // told so (as an interruption) instead of waiting forever.
+  // Closing: no new items; whoever still waits for a batch that will never be
+  // written is told so (as an interruption) instead of waiting forever.
   yield* Effect.addFinalizer(() =>
-    Effect.flatMap(Queue.clear(waiting), (left) =>
-      Effect.forEach(left, (pending) => Deferred.interrupt(pending.answer), { discard: true })
-    )
+    Effect.suspend(() => {
+      closed = true
+      return Effect.flatMap(Queue.clear(waiting), (left) =>
+        Effect.forEach(left, (pending) => Deferred.interrupt(pending.answer), { discard: true })
+      )
+    })
   )
 
-  /** Queues `item` for the next batch and waits for its own answer. */
-  return (item: A): Effect.Effect<B, E> =>
-    Effect.flatMap(Deferred.make<B, E>(), (answer) =>
-      Effect.andThen(Queue.offer(waiting, { item, answer }), Deferred.await(answer))
-    )
+  /**
+   * Queues `item` for the next batch and waits for its own answer, at most
+   * `timeout` (then `onTimeout()`). Interrupted or timed out while still
+   * queued, the item is dropped unwritten; while being written, the write
+   * completes and the caller just no longer hears the outcome.
+   */
+  return (item: A, timeout: Duration.Input, onTimeout: () => E): Effect.Effect<B, E> =>
+    Effect.suspend(() => {
+      if (closed) return Effect.interrupt
+      const answer = Deferred.makeUnsafe<B, E>()
+      Queue.offerUnsafe(waiting, { item, answer })
+      return Deferred.await(answer).pipe(
+        Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(onTimeout()) }),
+        Effect.onExit(() => Deferred.interrupt(answer))
+      )
+    })
 })

@@ -81,7 +81,11 @@ export const makePgliteStream = (db: PGlite) => (): Duplex => {
           server.write(Buffer.from("N"))
           continue
         }
-        if (code === CANCEL_REQUEST_CODE) continue // nothing to cancel in a single session
+        if (code === CANCEL_REQUEST_CODE) {
+          // Nothing to cancel in a single session, and a cancel connection says nothing more.
+          server.end()
+          continue
+        }
         if (code === PROTOCOL_VERSION_3) {
           startupDone = true
           chain = chain
@@ -128,7 +132,11 @@ export const makePgliteStream = (db: PGlite) => (): Duplex => {
     chain = chain
       .then(() =>
         db.runExclusive(async () => {
-          if (db.isInTransaction()) await db.execProtocolRawStream(rollbackMessage, { onRawData: () => {} })
+          // Only the connection that owns the session may end its transaction:
+          // a cancel connection closing must not roll back the live one's.
+          if (unlock !== undefined && db.isInTransaction()) {
+            await db.execProtocolRawStream(rollbackMessage, { onRawData: () => {} })
+          }
         })
       )
       .catch(() => undefined)
