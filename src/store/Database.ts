@@ -7,7 +7,8 @@ import { PGlite } from "@electric-sql/pglite"
 import { PgClient } from "@effect/sql-pg"
 import { Config, Duration, Effect, Layer, Option, Redacted } from "effect"
 import type { SqlClient } from "effect/sql"
-import { mkdir } from "node:fs/promises"
+import { mkdir, rm, writeFile } from "node:fs/promises"
+import { join } from "node:path"
 import { runMigrations } from "./Migrations.ts"
 import { makePgliteStream } from "./PgliteBridge.ts"
 
@@ -53,10 +54,12 @@ export const layerEmbedded = (
   Layer.unwrap(
     Effect.gen(function* () {
       const db = yield* Effect.acquireRelease(
-        Effect.tryPromise(async () => {
-          if (dataDir !== undefined) await mkdir(dataDir, { recursive: true })
-          return dataDir === undefined ? new PGlite() : new PGlite(dataDir)
-        }).pipe(Effect.tap((db) => Effect.promise(() => db.waitReady))),
+        Effect.gen(function* () {
+          if (dataDir !== undefined) yield* ensureWritableDirectory(dataDir)
+          const db = dataDir === undefined ? new PGlite() : new PGlite(dataDir)
+          yield* Effect.promise(() => db.waitReady)
+          return db
+        }),
         (db) => Effect.promise(() => db.close()).pipe(Effect.ignore)
       )
       return PgClient.layerFrom(
@@ -73,6 +76,35 @@ export const layerEmbedded = (
     })
   )
 
+/**
+ * PGlite on a directory it cannot write does not fail: it hangs. So check
+ * first, and say which setting is wrong.
+ */
+const ensureWritableDirectory = (dataDir: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      await mkdir(dataDir, { recursive: true })
+      const probe = join(dataDir, `.write-test-${process.pid}`)
+      await writeFile(probe, "")
+      await rm(probe)
+    },
+    catch: (cause) =>
+      new Error(`DATA_DIR: ${dataDir} is not a writable directory (${cause instanceof Error ? cause.message : cause})`)
+  })
+
+/** `DATABASE_URL` must be a postgres:// or postgresql:// URL; anything else is named at start-up. */
+const checkDatabaseUrl = (url: Redacted.Redacted) => {
+  let protocol: string | undefined
+  try {
+    protocol = new URL(Redacted.value(url)).protocol
+  } catch {
+    protocol = undefined
+  }
+  return protocol === "postgres:" || protocol === "postgresql:"
+    ? Effect.void
+    : Effect.fail(new Error("DATABASE_URL: expected a postgres:// or postgresql:// URL"))
+}
+
 /** Adds the migrations on top of a client layer. */
 export const migrated = <E, R>(
   client: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, E, R>
@@ -83,7 +115,10 @@ export const migrated = <E, R>(
 export const layer: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown> = Layer.unwrap(
   Effect.gen(function* () {
     const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
-    if (Option.isSome(url)) return migrated(layerPostgres(url.value))
+    if (Option.isSome(url)) {
+      yield* checkDatabaseUrl(url.value)
+      return migrated(layerPostgres(url.value))
+    }
     const dataDir = yield* Config.withDefault(Config.String("DATA_DIR"), "./data")
     return migrated(layerEmbedded(dataDir))
   })
