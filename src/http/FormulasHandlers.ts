@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiSchema } from "effect/http-api"
-import { decodeFormula, type Formula } from "../domain/Formula.ts"
+import type { Formula } from "../domain/Formula.ts"
 import { withoutStack } from "../domain/WithoutStack.ts"
 import { IdempotencyKeys, maxKeyLength, requestHash, type StoredResponse } from "../intake/IdempotencyKeys.ts"
 import { FormulaIntake } from "../intake/FormulaIntake.ts"
@@ -67,7 +67,7 @@ export const FormulasHandlers = HttpApiBuilder.group(
 
     // Validation comes first, before any Idempotency-Key is claimed: a 400 needs no database.
     const decode = (body: unknown) =>
-      decodeFormula(body).pipe(Effect.mapError((error) => new InvalidFormula({ errors: error.errors })))
+      intake.decode(body).pipe(Effect.mapError((error) => new InvalidFormula({ errors: error.errors })))
 
     const submit = (formula: Formula) =>
       intake.submitDecoded(formula).pipe(

@@ -44,7 +44,9 @@ export class FormulaIntake extends Context.Service<
   {
     /** Stores and announces a new make-up once; fails with `Duplicate` for a known one. */
     submit(input: unknown): Effect.Effect<FormulaRow, SubmitError>
-    /** The same, for a formula already decoded. */
+    /** Validates a submission (every problem listed), counting invalid ones in the metrics. */
+    decode(input: unknown): Effect.Effect<Formula, FormulaInvalid>
+    /** The same as `submit`, for a formula already decoded. */
     submitDecoded(formula: Formula): Effect.Effect<FormulaRow, Duplicate | QueueFull | DatabaseUnavailable>
   }
 >()("formula-intake/intake/FormulaIntake") {
@@ -111,12 +113,13 @@ export class FormulaIntake extends Context.Service<
         return outcome.formula
       })
 
+      const decode = (input: unknown) => decodeFormula(input).pipe(Effect.tapError(() => count("invalid")))
+
       const submit = Effect.fn("FormulaIntake.submit")(function* (input: unknown) {
-        const formula = yield* decodeFormula(input).pipe(Effect.tapError(() => count("invalid")))
-        return yield* submitDecoded(formula)
+        return yield* submitDecoded(yield* decode(input))
       })
 
-      return FormulaIntake.of({ submit, submitDecoded })
+      return FormulaIntake.of({ submit, decode, submitDecoded })
     })
   )
 }
