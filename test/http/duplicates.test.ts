@@ -5,16 +5,8 @@
  * distinct make-up, every other response a 409 naming the winner.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Arbitrary, Effect, Schema } from "effect"
-import {
-  fingerprintOf,
-  phrase,
-  randomFrom,
-  respelledJson,
-  seed,
-  submission,
-  uniqueTo
-} from "../support/FormulaGenerators.ts"
+import { Effect } from "effect"
+import { hammer, spelledSubmissions } from "../support/FormulaGenerators.ts"
 import { request, testServer } from "../support/TestServer.ts"
 import { testDatabases } from "../support/Databases.ts"
 
@@ -39,27 +31,10 @@ for (const database of testDatabases) {
     layer(testServer(database.layer()), { excludeTestServices: true })((it) => {
       it.effect.prop(
         "one 201 and one message per distinct make-up; every other response a 409 naming it",
-        [
-          Arbitrary.array(submission, { minLength: 1, maxLength: 3 }),
-          Arbitrary.array(Arbitrary.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 5 }))), {
-            minLength: 3,
-            maxLength: 3
-          }),
-          seed,
-          phrase
-        ],
-        ([generated, copies, seedValue, otherName]) =>
+        [hammer({ makeUps: 3, copies: 5 })],
+        ([drawn]) =>
           Effect.gen(function* () {
-            const run = runs++
-            const random = randomFrom(seedValue)
-            const bodies = generated
-              .map((s) => uniqueTo(s, `h${run}`))
-              .flatMap((s, i) =>
-                Array.from({ length: copies[i]! }, () => ({
-                  fingerprint: fingerprintOf(s),
-                  json: respelledJson(random, s, random() < 0.5 ? s.name : otherName)
-                }))
-              )
+            const bodies = spelledSubmissions(drawn, `h${runs++}`)
             const responses = yield* Effect.forEach(
               bodies,
               (body) => Effect.map(request("POST", "/formulas", { body: body.json }), (r) => ({ ...r, body })),

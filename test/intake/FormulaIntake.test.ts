@@ -6,22 +6,14 @@
  * submission a `Duplicate` naming the winner.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Arbitrary, Effect, Layer, Result, Schema } from "effect"
+import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
 import { parseJsonExact } from "../../src/domain/JsonExact.ts"
 import { FormulaIntake } from "../../src/intake/FormulaIntake.ts"
 import { MessageQueue } from "../../src/queue/MessageQueue.ts"
 import * as Runtime from "../../src/Runtime.ts"
 import { testDatabases } from "../support/Databases.ts"
-import {
-  fingerprintOf,
-  phrase,
-  randomFrom,
-  respelledJson,
-  seed,
-  submission,
-  uniqueTo
-} from "../support/FormulaGenerators.ts"
+import { hammer, spelledSubmissions } from "../support/FormulaGenerators.ts"
 
 let runs = 0
 
@@ -59,30 +51,13 @@ for (const database of testDatabases) {
       layer(runtime, { excludeTestServices: true })((it) => {
         it.effect.prop(
           "one row and one message per distinct make-up, however spelled and however concurrent",
-          [
-            Arbitrary.array(submission, { minLength: 1, maxLength: 4 }),
-            Arbitrary.array(Arbitrary.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 6 }))), {
-              minLength: 4,
-              maxLength: 4
-            }),
-            seed,
-            phrase
-          ],
-          ([generated, copies, seedValue, otherName]) =>
+          [hammer({ makeUps: 4, copies: 6 })],
+          ([drawn]) =>
             Effect.gen(function* () {
               const intake = yield* FormulaIntake
               const sql = yield* SqlClient.SqlClient
-              const run = runs++
-              const random = randomFrom(seedValue)
-              const makeUps = generated.map((s) => uniqueTo(s, `${run}`))
-
               // Every make-up several times, each time spelled differently, all at once.
-              const bodies = makeUps.flatMap((s, i) =>
-                Array.from({ length: copies[i]! }, () => ({
-                  fingerprint: fingerprintOf(s),
-                  json: respelledJson(random, s, random() < 0.5 ? s.name : otherName)
-                }))
-              )
+              const bodies = spelledSubmissions(drawn, `${runs++}`)
               const outcomes = yield* Effect.forEach(
                 bodies,
                 (body) => {

@@ -171,3 +171,47 @@ export const fingerprintOf = (s: Submission): string => {
   if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)
   return fingerprint(decoded.success)
 }
+
+export interface HammerDraw {
+  readonly makeUps: ReadonlyArray<Submission>
+  readonly copies: ReadonlyArray<number>
+  readonly seed: number
+  readonly otherName: string
+}
+
+/** Inputs of a duplicate hammer: 1–`makeUps` make-ups, each to be sent 1–`copies` times. */
+export const hammer = (options: {
+  readonly makeUps: number
+  readonly copies: number
+}): Arbitrary.Arbitrary<HammerDraw> =>
+  Arbitrary.all({
+    makeUps: Arbitrary.array(submission, { minLength: 1, maxLength: options.makeUps }),
+    copies: Arbitrary.array(
+      Arbitrary.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: options.copies }))),
+      {
+        minLength: options.makeUps,
+        maxLength: options.makeUps
+      }
+    ),
+    seed,
+    otherName: phrase
+  })
+
+/**
+ * Every make-up of a hammer (made unique to `run`) as many times as drawn, each time spelled differently:
+ * order, names, numbers, keys, and half the time another formula name. With the fingerprint each must get.
+ */
+export const spelledSubmissions = (
+  drawn: HammerDraw,
+  run: string
+): Array<{ readonly fingerprint: string; readonly json: string }> => {
+  const random = randomFrom(drawn.seed)
+  return drawn.makeUps
+    .map((s) => uniqueTo(s, run))
+    .flatMap((s, i) =>
+      Array.from({ length: drawn.copies[i]! }, () => ({
+        fingerprint: fingerprintOf(s),
+        json: respelledJson(random, s, random() < 0.5 ? s.name : drawn.otherName)
+      }))
+    )
+}
