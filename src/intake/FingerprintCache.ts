@@ -11,7 +11,8 @@
  * so no other fiber can observe it half-updated; wrapping the Map in a `Ref`
  * would add allocation to the hot path and no safety.
  */
-import { Config, Context, Effect, Layer, Metric, Schema } from "effect"
+import { Context, Effect, Layer, Metric } from "effect"
+import { intSetting } from "../Settings.ts"
 import { FormulaStore } from "../store/FormulaStore.ts"
 
 const hits = Metric.counter("fingerprint_cache_hits_total", { description: "Duplicates answered from memory" })
@@ -66,12 +67,8 @@ export class FingerprintCache extends Context.Service<
 
   /** Capacity from `FINGERPRINT_CACHE_SIZE` (default 50000; 0 turns the cache off). */
   static readonly layer = Layer.unwrap(
-    Effect.map(
-      Config.schema(
-        Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10_000_000 })),
-        "FINGERPRINT_CACHE_SIZE"
-      ).pipe(Config.withDefault(50_000)),
-      (capacity) => FingerprintCache.layerWith({ capacity })
+    Effect.map(intSetting("FINGERPRINT_CACHE_SIZE", { min: 0, max: 10_000_000 }, 50_000), (capacity) =>
+      FingerprintCache.layerWith({ capacity })
     )
   )
 }

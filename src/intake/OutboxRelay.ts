@@ -18,7 +18,8 @@
  * Publishing an id the queue already holds adds nothing. Delivery is
  * at-least-once; consumers dedupe by message id.
  */
-import { Clock, Config, Context, Duration, Effect, Layer, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Layer } from "effect"
+import { intSetting } from "../Settings.ts"
 import { type Message, MessageQueue } from "../queue/MessageQueue.ts"
 import { FormulaStore, type UnsettledMessage } from "../store/FormulaStore.ts"
 
@@ -124,12 +125,8 @@ export class OutboxRelay extends Context.Service<
 
   /** Interval from `OUTBOX_RELAY_INTERVAL_MS` (default 5000). */
   static readonly layer = Layer.unwrap(
-    Effect.map(
-      Config.schema(
-        Schema.Int.check(Schema.isBetween({ minimum: 10, maximum: 3_600_000 })),
-        "OUTBOX_RELAY_INTERVAL_MS"
-      ).pipe(Config.withDefault(5_000)),
-      (interval) => OutboxRelay.layerWith({ interval })
+    Effect.map(intSetting("OUTBOX_RELAY_INTERVAL_MS", { min: 10, max: 3_600_000 }, 5_000), (interval) =>
+      OutboxRelay.layerWith({ interval })
     )
   )
 }

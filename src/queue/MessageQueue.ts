@@ -30,7 +30,7 @@
  * work (visibility timeouts, nack delays) is one fiber forked in the layer's scope
  * and driven by the Clock, so TestClock controls it.
  */
-import { Cause, Clock, Config, Context, Duration, Effect, Latch, Layer, Metric, Schema } from "effect"
+import { Cause, Clock, Config, Context, Duration, Effect, Latch, Layer, Metric } from "effect"
 import {
   type Counts,
   type DeadLetter,
@@ -40,6 +40,7 @@ import {
   ReservationHandle,
   type Totals
 } from "./QueueCore.ts"
+import { intSetting } from "../Settings.ts"
 import { QueueFull, ReceiptInvalid } from "./QueueErrors.ts"
 
 export type { DeadLetter, Delivery, Reservation, Totals } from "./QueueCore.ts"
@@ -150,15 +151,11 @@ export interface MessageQueueService {
   readonly stats: Effect.Effect<QueueStats>
 }
 
-const boundedInt = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
-
 /** The queue's environment variables. A bad value fails with a ConfigError naming the variable. */
 export const QueueConfig = Config.all({
-  capacity: Config.schema(boundedInt(1, 100_000_000), "QUEUE_CAPACITY").pipe(Config.withDefault(10_000)),
-  visibilityTimeoutMs: Config.schema(boundedInt(1, 43_200_000), "QUEUE_VISIBILITY_TIMEOUT_MS").pipe(
-    Config.withDefault(30_000)
-  ),
-  maxDeliveries: Config.schema(boundedInt(1, 1_000), "QUEUE_MAX_DELIVERIES").pipe(Config.withDefault(5))
+  capacity: intSetting("QUEUE_CAPACITY", { min: 1, max: 100_000_000 }, 10_000),
+  visibilityTimeoutMs: intSetting("QUEUE_VISIBILITY_TIMEOUT_MS", { min: 1, max: 43_200_000 }, 30_000),
+  maxDeliveries: intSetting("QUEUE_MAX_DELIVERIES", { min: 1, max: 1_000 }, 5)
 }).pipe(
   Config.map(({ capacity, maxDeliveries, visibilityTimeoutMs }) => ({
     capacity,

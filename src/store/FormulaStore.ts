@@ -8,7 +8,8 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { isSqlError, type SqlError } from "effect/sql/SqlError"
-import { Clock, Config, Context, Duration, Effect, Exit, Layer, Schema } from "effect"
+import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"
+import { intSetting } from "../Settings.ts"
 import { DatabaseUnavailable, isBug, operationTimeout, timedOut, unavailableOnFailure } from "./DatabaseUnavailable.ts"
 import { type FormulaRow, makeFormulaSql, type MaterialRow } from "./FormulaSql.ts"
 import * as GroupCommit from "./GroupCommit.ts"
@@ -48,13 +49,10 @@ export interface GroupCommitSettings {
   readonly workers: number
 }
 
-const int = (name: string, minimum: number, maximum: number, fallback: number) =>
-  Config.schema(Schema.Int.check(Schema.isBetween({ minimum, maximum })), name).pipe(Config.withDefault(fallback))
-
 export const GroupCommitConfig = Config.all({
-  maxBatch: int("GROUP_COMMIT_MAX_BATCH", 1, 1000, 64),
-  linger: Config.map(int("GROUP_COMMIT_LINGER_MS", 0, 1000, 0), Duration.millis),
-  workers: int("GROUP_COMMIT_WORKERS", 1, 64, 2)
+  maxBatch: intSetting("GROUP_COMMIT_MAX_BATCH", { min: 1, max: 1000 }, 64),
+  linger: Config.map(intSetting("GROUP_COMMIT_LINGER_MS", { min: 0, max: 1000 }, 0), Duration.millis),
+  workers: intSetting("GROUP_COMMIT_WORKERS", { min: 1, max: 64 }, 2)
 })
 
 export class FormulaStore extends Context.Service<
