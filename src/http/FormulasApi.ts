@@ -3,6 +3,7 @@
  * the OpenAPI document can use the description alone.
  */
 import { Schema } from "effect"
+import { FormulaRequestJson, MaterialJson } from "../domain/Formula.ts"
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import {
   DuplicateFormula,
@@ -18,21 +19,6 @@ import {
   UnsupportedMediaType
 } from "./Problems.ts"
 
-/** The request body, as documented. The handler parses the raw body itself to keep decimals exact. */
-export const FormulaRequest = Schema.Struct({
-  name: Schema.String.annotate({ description: "Trimmed; 1–200 characters. Not part of the fingerprint." }),
-  materials: Schema.Array(
-    Schema.Struct({
-      name: Schema.String.annotate({ description: "Trimmed; 1–200 characters; unique within the formula." }),
-      concentration: Schema.Union([Schema.Number, Schema.String]).annotate({
-        description: "Percent w/w, 0 < c ≤ 100, at most 6 decimal places; a JSON number or a decimal string."
-      })
-    })
-  ).annotate({ description: "1–500 materials whose concentrations sum to at most 100." })
-})
-
-export const MaterialView = Schema.Struct({ name: Schema.String, concentration: Schema.Number })
-
 export const MessageView = Schema.Struct({
   id: Schema.String,
   status: Schema.Literals(["pending", "delivered"]),
@@ -43,7 +29,7 @@ export const FormulaView = Schema.Struct({
   id: Schema.String,
   name: Schema.String,
   fingerprint: Schema.String.annotate({ description: "SHA-256 of the canonical material make-up (hex)." }),
-  materials: Schema.Array(MaterialView),
+  materials: Schema.Array(MaterialJson),
   createdAt: Schema.String,
   message: MessageView
 })
@@ -59,7 +45,8 @@ const Limit = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ m
 export class FormulasApi extends HttpApiGroup.make("formulas")
   .add(
     HttpApiEndpoint.post("submit", "/formulas", {
-      payload: FormulaRequest,
+      // Documented with the domain's schema; the handler parses the raw body itself to keep decimals exact.
+      payload: FormulaRequestJson,
       headers: {
         "idempotency-key": Schema.optional(Schema.String).annotate({
           description: "1–255 characters. Repeating it with the same body replays the first 201 or 409."

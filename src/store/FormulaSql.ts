@@ -3,7 +3,7 @@
  * through the `sql` tag, never spliced into the text. Statements run on the
  * transaction's connection automatically when called inside `withTransaction`.
  */
-import { Array as Arr, Effect } from "effect"
+import { Effect } from "effect"
 import { type PgClient, PgTypes } from "@effect/sql-pg"
 
 export interface MaterialRow {
@@ -52,61 +52,6 @@ const toFormulaRow = (row: FormulaSelectRow): FormulaRow => ({
 })
 
 export const makeFormulaSql = (sql: PgClient.PgClient) => {
-  /** Inserts the formula unless its fingerprint exists; true when inserted, false for a duplicate. */
-  const insertFormulaIfNew = (formula: {
-    readonly id: string
-    readonly fingerprint: string
-    readonly name: string
-    readonly createdAt: Date
-  }) =>
-    Effect.map(
-      sql`
-        INSERT INTO formulas (id, fingerprint, name, created_at)
-        VALUES (${formula.id}, ${formula.fingerprint}, ${formula.name}, ${formula.createdAt})
-        ON CONFLICT (fingerprint) DO NOTHING
-        RETURNING 1`,
-      (rows) => rows.length > 0
-    )
-
-  /**
-   * The id owning a fingerprint. Read after a conflicting insert: at READ
-   * COMMITTED the insert waited for the winner to commit, and this statement's
-   * fresh snapshot sees it.
-   */
-  const findIdByFingerprint = (fingerprint: string) =>
-    Effect.map(
-      sql<{ id: string }>`SELECT id::text AS id FROM formulas WHERE fingerprint = ${fingerprint}`,
-      (rows) => rows[0]?.id
-    )
-
-  // A formula always has materials (the domain guarantees 1–500); the guard only satisfies the types.
-  const insertMaterials = (formulaId: string, materials: ReadonlyArray<MaterialRow>) =>
-    Arr.isReadonlyArrayNonEmpty(materials)
-      ? Effect.asVoid(
-          sql`INSERT INTO formula_materials ${sql.insert(
-            Arr.map(materials, (material, position) => ({
-              formula_id: formulaId,
-              position,
-              name: material.name,
-              concentration: material.concentration
-            }))
-          )}`
-        )
-      : Effect.void
-
-  const insertOutboxMessage = (message: {
-    readonly messageId: string
-    readonly formulaId: string
-    readonly body: unknown
-  }) =>
-    Effect.asVoid(sql`
-      INSERT INTO outbox (message_id, formula_id, body)
-      VALUES (${message.messageId}, ${message.formulaId}, ${sql.json(message.body)})`)
-
-  /** Whether a message's transaction committed: asked after a COMMIT whose answer was lost. */
-  const outboxMessageExists = (messageId: string) =>
-    Effect.map(sql`SELECT 1 FROM outbox WHERE message_id = ${messageId}`, (rows) => rows.length > 0)
-
   // One statement returns formulas with their materials and message state, so
   // a page costs one round trip whatever its size.
   const selectFormulas = sql`
@@ -252,11 +197,6 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
       SELECT fingerprint, id::text AS id FROM formulas ORDER BY seq DESC LIMIT ${limit}`
 
   return {
-    insertFormulaIfNew,
-    findIdByFingerprint,
-    insertMaterials,
-    insertOutboxMessage,
-    outboxMessageExists,
     selectFormulaById,
     selectFormulaPage,
     ping,

@@ -91,27 +91,6 @@ export class FormulaStore extends Context.Service<
         const sql = yield* PgClient.PgClient
         const q = makeFormulaSql(sql)
 
-        const writeTransaction = (formula: NewFormula) =>
-          sql
-            .withTransaction(
-              Effect.gen(function* () {
-                const inserted = yield* q.insertFormulaIfNew(formula)
-                if (!inserted) {
-                  const existingId = yield* q.findIdByFingerprint(formula.fingerprint)
-                  // The row that beat us cannot vanish (formulas are never deleted), so this is always found.
-                  return { _tag: "Duplicate", existingId: existingId! } as const
-                }
-                yield* q.insertMaterials(formula.id, formula.materials)
-                yield* q.insertOutboxMessage({
-                  messageId: formula.message.id,
-                  formulaId: formula.id,
-                  body: formula.message.body
-                })
-                return { _tag: "Created" } as const
-              })
-            )
-            .pipe(rollbackFailuresAsErrors)
-
         const createdRow = (formula: NewFormula): InsertOutcome => ({
           _tag: "Created",
           formula: {
@@ -136,8 +115,8 @@ export class FormulaStore extends Context.Service<
          * still in flight.
          */
         const insertOne = (formula: NewFormula): Effect.Effect<InsertOutcome, DatabaseUnavailable> =>
-          writeTransaction(formula).pipe(
-            Effect.catchTag("SqlError", (error) => (isBug(error) ? Effect.die(error) : writeTransaction(formula))),
+          writeOne(formula).pipe(
+            Effect.catchTag("SqlError", (error) => (isBug(error) ? Effect.die(error) : writeOne(formula))),
             unavailableOnFailure,
             Effect.map((outcome) =>
               outcome._tag === "Created" || outcome.existingId === formula.id ? createdRow(formula) : outcome
@@ -176,6 +155,8 @@ export class FormulaStore extends Context.Service<
               })
             )
             .pipe(rollbackFailuresAsErrors)
+
+        const writeOne = (formula: NewFormula) => Effect.map(batchTransaction([formula]), (outcomes) => outcomes[0]!)
 
         // A failed batch is written again item by item with the same ids: each
         // item learns whether the batch committed it (see insertOne), and one
