@@ -1,7 +1,6 @@
 /**
  * One function per SQL statement the store runs. Values are always bound
- * through the `sql` tag, never spliced into the text. Statements run on the
- * transaction's connection automatically when called inside `withTransaction`.
+ * through the `sql` tag, never spliced into the text.
  */
 import { Effect } from "effect"
 import { type PgClient, PgTypes } from "@effect/sql-pg"
@@ -21,6 +20,16 @@ export interface FormulaRow {
   readonly materials: ReadonlyArray<MaterialRow>
   readonly messageId: string
   readonly deliveredAt: Date | null
+}
+
+/** A formula to store with its message (ids chosen by the caller). */
+export interface NewFormulaRow {
+  readonly id: string
+  readonly fingerprint: string
+  readonly name: string
+  readonly materials: ReadonlyArray<MaterialRow>
+  readonly createdAt: Date
+  readonly message: { readonly id: string; readonly body: unknown }
 }
 
 interface UnsettledRow {
@@ -95,27 +104,51 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
   const timestamps = arrayOf(PgTypes.OID.timestamptz)
   const jsonbs = arrayOf(PgTypes.OID.jsonb)
 
-  /** Inserts the formulas whose fingerprint is new; returns the ids that were inserted. */
-  const insertFormulasIfNew = (
-    formulas: ReadonlyArray<{
-      readonly id: string
-      readonly fingerprint: string
-      readonly name: string
-      readonly createdAt: Date
-    }>
-  ) =>
-    Effect.map(
+  /**
+   * Stores every formula whose fingerprint is new — the formula, its materials
+   * and its outbox message — in one statement, so in one implicit transaction
+   * and one round trip: the data-modifying CTEs write materials and messages
+   * only for the formulas the first one inserted, and the statement commits or
+   * fails as a whole. Returns the ids that were inserted; a formula left out
+   * lost to an existing make-up (`ON CONFLICT DO NOTHING`, never
+   * check-then-insert). Rows are inserted in the order given.
+   */
+  const insertNewFormulas = (formulas: ReadonlyArray<NewFormulaRow>) => {
+    const materials = formulas.flatMap((f) => f.materials.map((m, position) => ({ id: f.id, position, ...m })))
+    return Effect.map(
       sql<{ readonly id: string }>`
-        INSERT INTO formulas (id, fingerprint, name, created_at)
-        SELECT * FROM unnest(
-          ${uuids(formulas.map((f) => f.id))},
-          ${texts(formulas.map((f) => f.fingerprint))},
-          ${texts(formulas.map((f) => f.name))},
-          ${timestamps(formulas.map((f) => f.createdAt))})
-        ON CONFLICT (fingerprint) DO NOTHING
-        RETURNING id::text AS id`,
+        WITH input AS (
+          SELECT * FROM unnest(
+            ${uuids(formulas.map((f) => f.id))},
+            ${texts(formulas.map((f) => f.fingerprint))},
+            ${texts(formulas.map((f) => f.name))},
+            ${timestamps(formulas.map((f) => f.createdAt))},
+            ${uuids(formulas.map((f) => f.message.id))},
+            ${jsonbs(formulas.map((f) => f.message.body))}
+          ) WITH ORDINALITY AS t (id, fingerprint, name, created_at, message_id, body, ord)
+        ), inserted AS (
+          INSERT INTO formulas (id, fingerprint, name, created_at)
+          SELECT id, fingerprint, name, created_at FROM input ORDER BY ord
+          ON CONFLICT (fingerprint) DO NOTHING
+          RETURNING id
+        ), materials AS (
+          INSERT INTO formula_materials (formula_id, position, name, concentration)
+          SELECT m.formula_id, m.position, m.name, m.concentration
+            FROM unnest(
+              ${uuids(materials.map((m) => m.id))},
+              ${ints(materials.map((m) => m.position))},
+              ${texts(materials.map((m) => m.name))},
+              ${numerics(materials.map((m) => m.concentration))}
+            ) AS m (formula_id, position, name, concentration)
+            JOIN inserted ON inserted.id = m.formula_id
+        ), messages AS (
+          INSERT INTO outbox (message_id, formula_id, body)
+          SELECT input.message_id, input.id, input.body FROM input JOIN inserted ON inserted.id = input.id
+        )
+        SELECT id::text AS id FROM inserted`,
       (rows) => new Set(rows.map((row) => row.id))
     )
+  }
 
   const findIdsByFingerprints = (fingerprints: ReadonlyArray<string>) =>
     Effect.map(
@@ -124,29 +157,6 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
          WHERE fingerprint = ANY(${texts(fingerprints)})`,
       (rows) => new Map(rows.map((row) => [row.fingerprint, row.id]))
     )
-
-  const insertMaterialsMany = (
-    formulas: ReadonlyArray<{ readonly id: string; readonly materials: ReadonlyArray<MaterialRow> }>
-  ) => {
-    const rows = formulas.flatMap((f) => f.materials.map((m, position) => ({ id: f.id, position, ...m })))
-    return Effect.asVoid(sql`
-      INSERT INTO formula_materials (formula_id, position, name, concentration)
-      SELECT * FROM unnest(
-        ${uuids(rows.map((r) => r.id))},
-        ${ints(rows.map((r) => r.position))},
-        ${texts(rows.map((r) => r.name))},
-        ${numerics(rows.map((r) => r.concentration))})`)
-  }
-
-  const insertOutboxMany = (
-    messages: ReadonlyArray<{ readonly messageId: string; readonly formulaId: string; readonly body: unknown }>
-  ) =>
-    Effect.asVoid(sql`
-      INSERT INTO outbox (message_id, formula_id, body)
-      SELECT * FROM unnest(
-        ${uuids(messages.map((m) => m.messageId))},
-        ${uuids(messages.map((m) => m.formulaId))},
-        ${jsonbs(messages.map((m) => m.body))})`)
 
   /** Which of these messages exist: asked after a batch COMMIT whose answer was lost. */
   const existingOutboxMessages = (messageIds: ReadonlyArray<string>) =>
@@ -200,10 +210,8 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     selectFormulaById,
     selectFormulaPage,
     ping,
-    insertFormulasIfNew,
+    insertNewFormulas,
     findIdsByFingerprints,
-    insertMaterialsMany,
-    insertOutboxMany,
     existingOutboxMessages,
     markDelivered,
     markPurged,

@@ -7,25 +7,17 @@
  * both win: the unique index serialises them.
  */
 import { PgClient } from "@effect/sql-pg"
-import { isSqlError, type SqlError } from "effect/sql/SqlError"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"
 import { intSetting } from "../Settings.ts"
 import { DatabaseUnavailable, isBug, operationTimeout, timedOut, unavailableOnFailure } from "./DatabaseUnavailable.ts"
-import { type FormulaRow, makeFormulaSql, type MaterialRow } from "./FormulaSql.ts"
+import { type FormulaRow, makeFormulaSql, type MaterialRow, type NewFormulaRow } from "./FormulaSql.ts"
 import * as GroupCommit from "./GroupCommit.ts"
 
 export type { FormulaRow, MaterialRow }
 
 export { DatabaseUnavailable }
 
-export interface NewFormula {
-  readonly id: string
-  readonly fingerprint: string
-  readonly name: string
-  readonly materials: ReadonlyArray<MaterialRow>
-  readonly createdAt: Date
-  readonly message: { readonly id: string; readonly body: unknown }
-}
+export type NewFormula = NewFormulaRow
 
 export type InsertOutcome =
   | { readonly _tag: "Created"; readonly formula: FormulaRow }
@@ -106,13 +98,14 @@ export class FormulaStore extends Context.Service<
         })
 
         /**
-         * One formula, one transaction. When the transaction fails we may not
-         * know whether it committed (the connection can drop after the server
-         * committed, or before the COMMIT it already received arrives). So it
-         * runs once more with the same ids: the unique index makes that second
-         * attempt wait for the first to end, and then "duplicate of our own id"
-         * means the first one committed. No guess, no race with a transaction
-         * still in flight.
+         * One formula, one statement. When the statement fails we may not know
+         * whether it committed (the connection can drop after the server
+         * committed, or before the statement it already received arrives). So
+         * it runs once more with the same ids: the unique index makes that
+         * second attempt wait for a first one still running, and then
+         * "duplicate of our own id" means the first one committed; a first
+         * one arriving later still finds the make-up taken and writes nothing.
+         * No guess, no race with a statement still in flight.
          */
         const insertOne = (formula: NewFormula): Effect.Effect<InsertOutcome, DatabaseUnavailable> =>
           writeOne(formula).pipe(
@@ -123,40 +116,34 @@ export class FormulaStore extends Context.Service<
             )
           )
 
-        /** Many formulas, one transaction: multi-row inserts, per-item outcomes. */
-        const batchTransaction = (formulas: ReadonlyArray<NewFormula>) =>
-          sql
-            .withTransaction(
-              Effect.gen(function* () {
-                // In fingerprint order, so two batches with make-ups in common
-                // take their index locks in the same order and cannot deadlock.
-                const inserted = yield* q.insertFormulasIfNew(
-                  [...formulas].sort((a, b) => (a.fingerprint < b.fingerprint ? -1 : 1))
-                )
-                const created = formulas.filter((formula) => inserted.has(formula.id))
-                const lost = formulas.filter((formula) => !inserted.has(formula.id))
-                // Same transaction: also sees a winner inserted by this very batch.
-                const owners =
-                  lost.length === 0
-                    ? new Map<string, string>()
-                    : yield* q.findIdsByFingerprints(lost.map((f) => f.fingerprint))
-                if (created.length > 0) {
-                  yield* q.insertMaterialsMany(created)
-                  yield* q.insertOutboxMany(
-                    created.map((f) => ({ messageId: f.message.id, formulaId: f.id, body: f.message.body }))
-                  )
-                }
-                return formulas.map(
-                  (formula): InsertOutcome =>
-                    inserted.has(formula.id)
-                      ? createdRow(formula)
-                      : { _tag: "Duplicate", existingId: owners.get(formula.fingerprint)! }
-                )
-              })
+        /**
+         * Many formulas, one statement (so one transaction and one round
+         * trip): multi-row inserts, per-item outcomes. The owners of the
+         * make-ups that lost are read afterwards: the rows they lost to are
+         * committed (`ON CONFLICT` waited for them) and formulas are never
+         * deleted, so a second statement sees them.
+         */
+        const batchWrite = (formulas: ReadonlyArray<NewFormula>) =>
+          Effect.gen(function* () {
+            // In fingerprint order, so two batches with make-ups in common
+            // take their index locks in the same order and cannot deadlock.
+            const inserted = yield* q.insertNewFormulas(
+              [...formulas].sort((a, b) => (a.fingerprint < b.fingerprint ? -1 : 1))
             )
-            .pipe(rollbackFailuresAsErrors)
+            const lost = formulas.filter((formula) => !inserted.has(formula.id))
+            const owners =
+              lost.length === 0
+                ? new Map<string, string>()
+                : yield* q.findIdsByFingerprints(lost.map((f) => f.fingerprint))
+            return formulas.map(
+              (formula): InsertOutcome =>
+                inserted.has(formula.id)
+                  ? createdRow(formula)
+                  : { _tag: "Duplicate", existingId: owners.get(formula.fingerprint)! }
+            )
+          })
 
-        const writeOne = (formula: NewFormula) => Effect.map(batchTransaction([formula]), (outcomes) => outcomes[0]!)
+        const writeOne = (formula: NewFormula) => Effect.map(batchWrite([formula]), (outcomes) => outcomes[0]!)
 
         // A failed batch is written again item by item with the same ids: each
         // item learns whether the batch committed it (see insertOne), and one
@@ -166,7 +153,7 @@ export class FormulaStore extends Context.Service<
         ): Effect.Effect<ReadonlyArray<Exit.Exit<InsertOutcome, DatabaseUnavailable>>> =>
           formulas.length === 1
             ? Effect.map(Effect.exit(insertOne(formulas[0]!)), (exit) => [exit])
-            : batchTransaction(formulas).pipe(
+            : batchWrite(formulas).pipe(
                 Effect.map((outcomes) => outcomes.map((outcome) => Exit.succeed(outcome))),
                 Effect.timeoutOrElse({ duration: operationTimeout, orElse: () => Effect.fail(timedOut) }),
                 Effect.catchCause(() =>
@@ -255,13 +242,5 @@ export class FormulaStore extends Context.Service<
     Effect.map(GroupCommitConfig, (settings) => FormulaStore.layerWith(settings))
   )
 }
-
-/**
- * `withTransaction` runs ROLLBACK as a defect when it fails; on a dead
- * connection it always does. That is still a database failure — an error the
- * caller handles (503, or "ask again") — not a bug.
- */
-const rollbackFailuresAsErrors = <A, R>(self: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError, R> =>
-  Effect.catchDefect(self, (defect) => (isSqlError(defect) ? Effect.fail(defect) : Effect.die(defect)))
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i

@@ -1,10 +1,10 @@
 /**
  * The submit path under connection faults, on every database, injected on the
- * wire (test/support/FaultyStream.ts) at each step of a submission:
- *
- *   BEGIN → INSERT formulas → INSERT formula_materials → INSERT outbox → COMMIT
- *
- * and of a group-committed batch (the same steps, many formulas at once).
+ * wire (test/support/FaultyStream.ts) around the one statement that stores a
+ * submission — formula, materials and outbox row, committed together
+ * (FormulaSql.insertNewFormulas) — before it reaches the server, after it
+ * committed with the answer lost, held, or arriving late; alone and as a
+ * group-committed batch (many formulas in that statement).
  * After each fault the atomicity invariants must hold (test/support/Invariants.ts):
  *   (a) every formula has exactly one outbox row;
  *   (b) queued + acked messages = outbox rows of committed formulas;
@@ -88,14 +88,13 @@ const onRuntime = <A, E>(
     return body(injector).pipe(Effect.provide(Runtime.layerWith(db, options).pipe(Layer.provideMerge(db))))
   })
 
-/** The steps of a submission's transaction where a lost connection must leave nothing behind. */
-const steps: ReadonlyArray<{ readonly sql: string; readonly point: FaultPoint; readonly title: string }> = [
-  { sql: "INSERT INTO formulas", point: "before", title: "before the formula INSERT reaches the server" },
-  { sql: "INSERT INTO formulas", point: "after", title: "after the formula INSERT ran (answer lost)" },
-  { sql: "INSERT INTO formula_materials", point: "after", title: "after the materials INSERT ran (answer lost)" },
-  { sql: "INSERT INTO outbox", point: "before", title: "before the outbox INSERT reaches the server" },
-  { sql: "INSERT INTO outbox", point: "after", title: "after the outbox INSERT ran (answer lost)" },
-  { sql: "COMMIT", point: "before", title: "before COMMIT reaches the server" }
+/** The submission's statement, as the fault injector recognises it. */
+const STORE = "INSERT INTO formulas"
+
+/** Where a lost connection must leave the submission stored once, announced once, after the store's retry. */
+const steps: ReadonlyArray<{ readonly point: FaultPoint; readonly title: string }> = [
+  { point: "before", title: "before the statement reaches the server" },
+  { point: "after", title: "after the statement committed (answer lost)" }
 ]
 
 const timeout = 45_000
@@ -104,14 +103,14 @@ for (const database of faultyDatabases(postgresUrl)) {
   describe(`submit under connection faults on ${database.name}`, () => {
     for (const step of steps) {
       it.live(
-        `connection lost once ${step.title}: the transaction rolls back and the store's second attempt (same ids) creates it — stored once, announced once (a, b, d) — protects the rollback of the unfinished transaction, the retry that resolves an unknown outcome, and the pool reconnecting`,
+        `connection lost once ${step.title}: the store's second attempt (same ids) reports it created — stored once, announced once (a, b, d) — protects the retry that resolves an unknown outcome, and the pool reconnecting`,
         () =>
           onRuntime(database, (injector) =>
             Effect.gen(function* () {
               const input = makeUp()
-              const fault = injector.arm(step.sql, step.point)
+              const fault = injector.arm(STORE, step.point)
               const exit = yield* submit(input)
-              assert.isTrue(yield* fault.hasFired, `the fault at ${step.sql} fired`)
+              assert.isTrue(yield* fault.hasFired, "the fault fired")
               assert.isTrue(Exit.isSuccess(exit), `the retry creates it, got ${failureTag(exit)}`)
               const created = (exit as Exit.Success<FormulaRow>).value
               const formulas = yield* formulasInDatabase
@@ -123,46 +122,74 @@ for (const database of faultyDatabases(postgresUrl)) {
           ),
         timeout
       )
-
-      it.live(
-        `connection lost ${step.title} and the database gone: DatabaseUnavailable, nothing stored, no message; the same make-up is created when it returns (a, b, c, d) — protects the rollback, the reservation's abort, and the pool reconnecting`,
-        () =>
-          onRuntime(database, (injector) =>
-            Effect.gen(function* () {
-              const input = makeUp()
-              const fault = injector.arm(step.sql, step.point)
-              // The moment the connection is cut, the database goes away too: the retry cannot reach it.
-              yield* Effect.forkChild(
-                Effect.andThen(
-                  fault.fired,
-                  Effect.sync(() => injector.setOffline(true))
-                )
-              )
-              const exit = yield* submit(input)
-              assert.isTrue(yield* fault.hasFired, `the fault at ${step.sql} fired`)
-              assert.strictEqual(failureTag(exit), "DatabaseUnavailable")
-              injector.setOffline(false)
-              assert.strictEqual((yield* formulasInDatabase).size, 0, "nothing was stored")
-              yield* relayOnce
-              yield* assertInvariants
-              const created = yield* assertResubmissionCreates(input)
-              const report = yield* assertInvariants
-              assert.deepStrictEqual(report.delivered, [created.messageId])
-            })
-          ),
-        timeout
-      )
     }
 
     it.live(
-      "connection lost after COMMIT ran (answer lost): reported Created, stored once, announced once (a, b, c) — protects the store asking the database whether an unknown COMMIT took effect",
+      "connection lost before the statement reaches the server and the database gone: DatabaseUnavailable, nothing stored, no message; the same make-up is created when it returns (a, b, c, d) — protects the reservation's abort and the pool reconnecting",
       () =>
         onRuntime(database, (injector) =>
           Effect.gen(function* () {
             const input = makeUp()
-            const fault = injector.arm("COMMIT", "after")
+            const fault = injector.arm(STORE, "before")
+            // The moment the connection is cut, the database goes away too: the retry cannot reach it.
+            yield* Effect.forkChild(
+              Effect.andThen(
+                fault.fired,
+                Effect.sync(() => injector.setOffline(true))
+              )
+            )
             const exit = yield* submit(input)
-            assert.isTrue(yield* fault.hasFired, "the fault at COMMIT fired")
+            assert.isTrue(yield* fault.hasFired, "the fault fired")
+            assert.strictEqual(failureTag(exit), "DatabaseUnavailable")
+            injector.setOffline(false)
+            assert.strictEqual((yield* formulasInDatabase).size, 0, "nothing was stored")
+            yield* relayOnce
+            yield* assertInvariants
+            const created = yield* assertResubmissionCreates(input)
+            const report = yield* assertInvariants
+            assert.deepStrictEqual(report.delivered, [created.messageId])
+          })
+        ),
+      timeout
+    )
+
+    it.live(
+      "connection lost after the statement committed (answer lost) and the database gone: DatabaseUnavailable, yet the formula is stored and the relay announces it once the database returns, once (a, b) — protects reporting an unknown outcome to the outbox relay",
+      () =>
+        onRuntime(database, (injector) =>
+          Effect.gen(function* () {
+            const input = makeUp()
+            const fault = injector.arm(STORE, "after")
+            yield* Effect.forkChild(
+              Effect.andThen(
+                fault.fired,
+                Effect.sync(() => injector.setOffline(true))
+              )
+            )
+            const exit = yield* submit(input)
+            assert.isTrue(yield* fault.hasFired, "the fault fired")
+            assert.strictEqual(failureTag(exit), "DatabaseUnavailable")
+            injector.setOffline(false)
+            assert.strictEqual((yield* formulasInDatabase).size, 1, "the statement committed")
+            assert.strictEqual(yield* relayOnce, 1, "the relay enqueues the committed formula's message")
+            assert.strictEqual(yield* relayOnce, 0, "and only once")
+            const report = yield* assertInvariants
+            assert.strictEqual(report.delivered.length, 1)
+            assert.strictEqual(failureTag(yield* submit(input)), "Duplicate", "its make-up is taken")
+          })
+        ),
+      timeout
+    )
+
+    it.live(
+      "connection lost after the statement committed (answer lost): reported Created, stored once, announced once, its make-up taken (a, b, c) — protects the store asking the database whether an unknown outcome took effect",
+      () =>
+        onRuntime(database, (injector) =>
+          Effect.gen(function* () {
+            const input = makeUp()
+            const fault = injector.arm(STORE, "after")
+            const exit = yield* submit(input)
+            assert.isTrue(yield* fault.hasFired, "the fault fired")
             assert.isTrue(Exit.isSuccess(exit), `a committed submission is reported created, got ${failureTag(exit)}`)
             const created = (exit as Exit.Success<FormulaRow>).value
             const formulas = yield* formulasInDatabase
@@ -178,15 +205,15 @@ for (const database of faultyDatabases(postgresUrl)) {
     )
 
     it.live(
-      "connection lost while COMMIT is still on its way (the server commits only after the client saw the connection die): a submission reported failed never leaves a stored formula (c) — protects resolving an unknown COMMIT outcome only once the old transaction has ended",
+      "connection lost while the statement is still on its way (the server runs it only after the client saw the connection die): a submission reported failed never leaves a stored formula (c) — protects resolving an unknown outcome with the same ids, so whichever attempt runs second writes nothing",
       () =>
         onRuntime(database, (injector) =>
           Effect.gen(function* () {
             const input = makeUp()
-            const fault = injector.arm("COMMIT", "late", { lateDelay: 300 })
+            const fault = injector.arm(STORE, "late", { lateDelay: 300 })
             const exit = yield* submit(input)
-            assert.isTrue(yield* fault.hasFired, "the fault at COMMIT fired")
-            // Let the late COMMIT arrive and the old session end.
+            assert.isTrue(yield* fault.hasFired, "the fault fired")
+            // Let the late statement arrive and the old session end.
             yield* Effect.sleep(Duration.millis(800))
             if (Exit.isSuccess(exit)) {
               assert.isTrue((yield* formulasInDatabase).has(exit.value.id), "a submission reported created is stored")
@@ -212,7 +239,7 @@ for (const database of faultyDatabases(postgresUrl)) {
           Effect.gen(function* () {
             const queue = yield* MessageQueue
             const input = makeUp()
-            const fault = injector.arm("COMMIT", "hold")
+            const fault = injector.arm(STORE, "hold")
             const fiber = yield* submit(input).pipe(Effect.forkChild)
             // The server has committed; its answer is held back while the submitter is interrupted.
             yield* fault.fired
@@ -298,11 +325,9 @@ for (const database of faultyDatabases(postgresUrl)) {
       ...settings,
       groupCommit: { maxBatch: 64, linger: Duration.millis(150), workers: 1 }
     }
-    const batch: ReadonlyArray<{ readonly sql: string; readonly point: FaultPoint; readonly title: string }> = [
-      { sql: "INSERT INTO formulas", point: "after", title: "after the batch's formula INSERT ran (answer lost)" },
-      { sql: "INSERT INTO outbox", point: "before", title: "before the batch's outbox INSERT reaches the server" },
-      { sql: "COMMIT", point: "before", title: "before the batch's COMMIT reaches the server" },
-      { sql: "COMMIT", point: "after", title: "after the batch's COMMIT ran (answer lost)" }
+    const batch: ReadonlyArray<{ readonly point: FaultPoint; readonly title: string }> = [
+      { point: "before", title: "before the batch's statement reaches the server" },
+      { point: "after", title: "after the batch's statement committed (answer lost)" }
     ]
     for (const step of batch) {
       it.live(
@@ -313,9 +338,9 @@ for (const database of faultyDatabases(postgresUrl)) {
             (injector) =>
               Effect.gen(function* () {
                 const inputs = Array.from({ length: 5 }, makeUp)
-                const fault = injector.arm(step.sql, step.point)
+                const fault = injector.arm(STORE, step.point)
                 const exits = yield* Effect.forEach(inputs, submit, { concurrency: "unbounded" })
-                assert.isTrue(yield* fault.hasFired, `the fault at ${step.sql} fired`)
+                assert.isTrue(yield* fault.hasFired, "the fault fired")
                 assert.isTrue(
                   injector.log.some((sql) => sql.includes("unnest")),
                   "the submissions were written as a batch"
@@ -340,16 +365,16 @@ for (const database of faultyDatabases(postgresUrl)) {
     }
 
     it.live(
-      "group commit, connection lost while the batch's COMMIT is still on its way: each submission is either created and stored, or failed and not stored (c) — protects resolving a batch's unknown COMMIT outcome only once the old transaction has ended",
+      "group commit, connection lost while the batch's statement is still on its way: each submission is either created and stored, or failed and not stored (c) — protects resolving a batch's unknown outcome item by item with the same ids",
       () =>
         onRuntime(
           database,
           (injector) =>
             Effect.gen(function* () {
               const inputs = Array.from({ length: 5 }, makeUp)
-              const fault = injector.arm("COMMIT", "late", { lateDelay: 300 })
+              const fault = injector.arm(STORE, "late", { lateDelay: 300 })
               const exits = yield* Effect.forEach(inputs, submit, { concurrency: "unbounded" })
-              assert.isTrue(yield* fault.hasFired, "the fault at COMMIT fired")
+              assert.isTrue(yield* fault.hasFired, "the fault fired")
               yield* Effect.sleep(Duration.millis(800))
               const formulas = yield* formulasInDatabase
               for (const [index, exit] of exits.entries()) {
