@@ -17,7 +17,7 @@
  * The fingerprint is the lowercase hex SHA-256 of the UTF-8 canonical string. Any change to these rules is a
  * new version: stored fingerprints of the old version stay comparable only among themselves.
  */
-import { createHash } from "node:crypto"
+import { hash } from "node:crypto"
 import type { Concentration } from "./Decimal.ts"
 
 /** Version of the canonical encoding; bump on any change to it or to `normalizeMaterialName`. */
@@ -34,6 +34,8 @@ export interface FingerprintInput {
 // NFKC_Casefold drops them too, so "Lav\u00ADender" and "Lavender" are the same material.
 const IGNORABLE = /\p{Default_Ignorable_Code_Point}/gu
 const WHITESPACE = /\s+/gu
+const PRINTABLE_ASCII = /^[\x20-\x7E]*$/
+const SPACES = / {2,}/g
 
 const normalizeOnce = (name: string): string =>
   name
@@ -54,7 +56,13 @@ const normalizeOnce = (name: string): string =>
  * The key under which two material names are "the same": NFKC, case-folded, invisible characters removed,
  * whitespace trimmed and inner runs collapsed to one space. Idempotent: a key normalises to itself.
  */
-export const normalizeMaterialName = (name: string): string => {
+export const normalizeMaterialName = (name: string): string =>
+  // Printable ASCII, the usual case, has no invisible or compatibility characters, no case mapping beyond
+  // A–Z and no whitespace but the space: the full rules reduce to this (a property test holds it to them).
+  PRINTABLE_ASCII.test(name) ? name.toLowerCase().replace(SPACES, " ").trim() : normalizeUnicode(name)
+
+/** `normalizeMaterialName` by the full Unicode rules, for any text. */
+export const normalizeUnicode = (name: string): string => {
   // Removing a character can let its neighbours compose under NFKC; iterate to the (quickly reached) fixed point.
   let current = normalizeOnce(name)
   for (let round = 0; round < 4; round++) {
@@ -78,5 +86,4 @@ export const canonicalString = (formula: FingerprintInput): string => {
 }
 
 /** SHA-256 (lowercase hex, 64 characters) of the canonical string. */
-export const fingerprint = (formula: FingerprintInput): string =>
-  createHash("sha256").update(canonicalString(formula), "utf8").digest("hex")
+export const fingerprint = (formula: FingerprintInput): string => hash("sha256", canonicalString(formula), "hex")

@@ -26,6 +26,7 @@ import {
   toJsonNumber
 } from "./Decimal.ts"
 import { normalizeMaterialName } from "./Fingerprint.ts"
+import { checkFormula } from "./FormulaCheck.ts"
 import { type InvalidJson, JsonNumberText, parseJsonExact } from "./JsonExact.ts"
 
 export const NAME_MAX_LENGTH = 200
@@ -198,6 +199,9 @@ const problemsAmongValidFields = (input: unknown): Array<Problem> => {
 
 /** Validates a submission (e.g. the output of `parseJsonExact`), listing every problem on failure. */
 export const validateFormula = (input: unknown): Result.Result<Formula, FormulaInvalid> => {
+  // Plainly valid input skips the schema's interpreter (FormulaCheck.ts); the schema judges the rest.
+  const checked = checkFormula(input)
+  if (checked !== undefined) return Result.succeed(checked)
   const decoded = decodeAll(input, { errors: "all" })
   if (Result.isSuccess(decoded)) return Result.succeed(decoded.success)
   const errors = formatIssue(decoded.failure.issue).issues.map(({ path, message }) => ({

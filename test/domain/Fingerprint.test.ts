@@ -4,7 +4,8 @@ import {
   canonicalString,
   fingerprint,
   FINGERPRINT_VERSION,
-  normalizeMaterialName
+  normalizeMaterialName,
+  normalizeUnicode
 } from "../../src/domain/Fingerprint.ts"
 import { decodeFormulaJson, type Formula, validateFormula } from "../../src/domain/Formula.ts"
 import {
@@ -97,6 +98,17 @@ describe("Fingerprint", () => {
       assert.strictEqual(normalizeMaterialName(key), key, JSON.stringify(name))
     }
   })
+
+  it.prop(
+    "the printable-ASCII shortcut gives the key the full Unicode rules give — protects normalizeMaterialName's fast path",
+    [Arbitrary.schema(Schema.String.check(Schema.isPattern(/^[\x20-\x7E]*$/))), phrase],
+    ([text, p]) => {
+      for (const name of [text, p, ` ${p.toUpperCase()}  ${text} `]) {
+        assert.strictEqual(normalizeMaterialName(name), normalizeUnicode(name), JSON.stringify(name))
+      }
+    },
+    { arbitrary: { runs: 500 } }
+  )
 
   it.prop("a respelled name keeps its key", [phrase, seed], ([name, s]) => {
     const respelled = respellName(randomFrom(s), name)

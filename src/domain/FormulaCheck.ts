@@ -1,0 +1,78 @@
+/**
+ * The hot path's validation: a hand-written check of the same rules as the
+ * `Formula` schema (Formula.ts), for input that is plainly valid.
+ *
+ * The schema is the definition and the only source of error messages. This
+ * check either returns exactly what decoding with the schema returns, or
+ * `undefined` — "not sure": anything unusual (a non-plain object, a name that
+ * needs its code points counted, any rule broken) is left to the schema,
+ * which lists every problem. Most submissions are valid, and running the
+ * schema's interpreter for them was a tenth of a submission's CPU
+ * (npm run bench, node --cpu-prof). The property test in
+ * test/domain/FormulaCheck.test.ts holds the two to the same answers.
+ */
+import { type Concentration, MAX_SCALE, parseConcentration } from "./Decimal.ts"
+import { normalizeMaterialName } from "./Fingerprint.ts"
+import type { Formula } from "./Formula.ts"
+import { JsonNumberText } from "./JsonExact.ts"
+
+const NAME_MAX_LENGTH = 200
+const MATERIALS_MAX = 500
+const MAX_TOTAL_MICROS = 100 * 10 ** MAX_SCALE
+
+// As in Formula.ts: C0/C1 controls other than whitespace.
+const CONTROL = /[\u0000-\u0008\u000E-\u001F\u007F-\u009F]/u
+
+const isPlainObject = (u: unknown): u is Record<string, unknown> => {
+  if (typeof u !== "object" || u === null) return false
+  const proto = Object.getPrototypeOf(u)
+  return proto === Object.prototype || proto === null
+}
+
+/**
+ * A trimmed name that plainly passes the name rules, or `undefined`. At most
+ * 200 UTF-16 units is at most 200 code points; longer names may still be
+ * valid (astral characters count once) and are left to the schema.
+ */
+const plainName = (u: unknown): string | undefined => {
+  if (typeof u !== "string") return undefined
+  const name = u.trim()
+  return name.length > 0 && name.length <= NAME_MAX_LENGTH && !CONTROL.test(name) && name.isWellFormed()
+    ? name
+    : undefined
+}
+
+/** Millionths of a canonical concentration, as an exact integer (≤ 10^8, so sums of 500 stay below 2^53). */
+const micros = (c: Concentration): number => {
+  const point = c.indexOf(".")
+  if (point === -1) return Number(c) * 10 ** MAX_SCALE
+  return Number(c.slice(0, point)) * 10 ** MAX_SCALE + Number(c.slice(point + 1).padEnd(MAX_SCALE, "0"))
+}
+
+/** The formula the schema would decode `input` to, when `input` is plainly valid; otherwise `undefined`. */
+export const checkFormula = (input: unknown): Formula | undefined => {
+  if (!isPlainObject(input)) return undefined
+  const name = plainName(input.name)
+  const given = input.materials
+  if (name === undefined || !Array.isArray(given) || given.length === 0 || given.length > MATERIALS_MAX) {
+    return undefined
+  }
+  const materials: Array<{ name: string; concentration: Concentration }> = []
+  const keys = new Set<string>()
+  let total = 0
+  for (const material of given) {
+    if (!isPlainObject(material)) return undefined
+    const materialName = plainName(material.name)
+    if (materialName === undefined) return undefined
+    const key = normalizeMaterialName(materialName)
+    if (key.length === 0 || keys.has(key)) return undefined
+    keys.add(key)
+    const raw = material.concentration
+    if (typeof raw !== "number" && typeof raw !== "string" && !(raw instanceof JsonNumberText)) return undefined
+    const concentration = parseConcentration(raw)
+    if (concentration._tag === "Failure") return undefined
+    total += micros(concentration.success)
+    materials.push({ name: materialName, concentration: concentration.success })
+  }
+  return total <= MAX_TOTAL_MICROS ? { name, materials } : undefined
+}
