@@ -42,49 +42,61 @@ export const FormulaPage = Schema.Struct({
 
 const Limit = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 100 }))
 
+/**
+ * `POST /formulas` as documented. It is served by a route of its own
+ * (SubmitRoute.ts), not by HttpApi: that is the service's hot path.
+ */
+const submit = HttpApiEndpoint.post("submit", "/formulas", {
+  // Documented with the domain's schema; the route parses the raw body itself to keep decimals exact.
+  payload: FormulaRequestJson,
+  headers: {
+    "idempotency-key": Schema.optional(Schema.String).annotate({
+      description: "1–255 characters. Repeating it with the same body replays the first 201 or 409."
+    }),
+    "x-client-id": Schema.optional(Schema.String).annotate({ description: "Scopes Idempotency-Key per client." })
+  },
+  success: HttpApiSchema.WithHeaders(FormulaView, { location: Schema.String }).pipe(HttpApiSchema.status(201)),
+  error: [
+    InvalidFormula,
+    InvalidRequest,
+    MalformedJson,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    DuplicateFormula,
+    IdempotencyKeyReused,
+    IdempotencyKeyInFlight,
+    QueueFullProblem,
+    ServiceUnavailable
+  ]
+}).annotateMerge(
+  OpenApi.annotations({
+    summary: "Submit a formula",
+    description:
+      "Stores a new material make-up once and publishes its FormulaSubmitted message. A make-up that exists answers 409 with the existing formula's id."
+  })
+)
+
+const list = HttpApiEndpoint.get("list", "/formulas", {
+  query: {
+    limit: Schema.optional(Limit).annotate({ description: "1–100, default 20" }),
+    cursor: Schema.optional(Schema.String).annotate({ description: "nextCursor of the previous page" })
+  },
+  success: FormulaPage,
+  error: [InvalidRequest, ServiceUnavailable]
+}).annotateMerge(OpenApi.annotations({ summary: "List formulas, newest first" }))
+
+const get = HttpApiEndpoint.get("get", "/formulas/:id", {
+  params: { id: Schema.String },
+  success: FormulaView,
+  error: [FormulaNotFound, ServiceUnavailable]
+}).annotateMerge(OpenApi.annotations({ summary: "Get one formula with its materials and delivery state" }))
+
+/** The formulas endpoints, as documented (OpenAPI, the docs page, clients). */
 export class FormulasApi extends HttpApiGroup.make("formulas")
-  .add(
-    HttpApiEndpoint.post("submit", "/formulas", {
-      // Documented with the domain's schema; the handler parses the raw body itself to keep decimals exact.
-      payload: FormulaRequestJson,
-      headers: {
-        "idempotency-key": Schema.optional(Schema.String).annotate({
-          description: "1–255 characters. Repeating it with the same body replays the first 201 or 409."
-        }),
-        "x-client-id": Schema.optional(Schema.String).annotate({ description: "Scopes Idempotency-Key per client." })
-      },
-      success: HttpApiSchema.WithHeaders(FormulaView, { location: Schema.String }).pipe(HttpApiSchema.status(201)),
-      error: [
-        InvalidFormula,
-        InvalidRequest,
-        MalformedJson,
-        UnsupportedMediaType,
-        PayloadTooLarge,
-        DuplicateFormula,
-        IdempotencyKeyReused,
-        IdempotencyKeyInFlight,
-        QueueFullProblem,
-        ServiceUnavailable
-      ]
-    }).annotateMerge(
-      OpenApi.annotations({
-        summary: "Submit a formula",
-        description:
-          "Stores a new material make-up once and publishes its FormulaSubmitted message. A make-up that exists answers 409 with the existing formula's id."
-      })
-    ),
-    HttpApiEndpoint.get("list", "/formulas", {
-      query: {
-        limit: Schema.optional(Limit).annotate({ description: "1–100, default 20" }),
-        cursor: Schema.optional(Schema.String).annotate({ description: "nextCursor of the previous page" })
-      },
-      success: FormulaPage,
-      error: [InvalidRequest, ServiceUnavailable]
-    }).annotateMerge(OpenApi.annotations({ summary: "List formulas, newest first" })),
-    HttpApiEndpoint.get("get", "/formulas/:id", {
-      params: { id: Schema.String },
-      success: FormulaView,
-      error: [FormulaNotFound, ServiceUnavailable]
-    }).annotateMerge(OpenApi.annotations({ summary: "Get one formula with its materials and delivery state" }))
-  )
+  .add(submit, list, get)
+  .annotateMerge(OpenApi.annotations({ title: "Formulas" })) {}
+
+/** The formulas endpoints HttpApi serves: all but `submit`, which SubmitRoute.ts serves. */
+export class FormulasServedApi extends HttpApiGroup.make("formulas")
+  .add(list, get)
   .annotateMerge(OpenApi.annotations({ title: "Formulas" })) {}

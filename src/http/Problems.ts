@@ -45,11 +45,28 @@ export class PayloadTooLarge extends HttpApiError.Problem<PayloadTooLarge>()("Pa
   title: "The request body is larger than 1 MiB"
 }) {}
 
-export class DuplicateFormula extends HttpApiError.Problem<DuplicateFormula>()(
-  "DuplicateFormula",
-  { type: problemType("duplicate-formula"), status: 409, title: "A formula with this material make-up exists" },
-  { existingId: Schema.String, existingUrl: Schema.String }
-) {}
+const duplicateFormula = {
+  type: problemType("duplicate-formula"),
+  status: 409,
+  title: "A formula with this material make-up exists"
+} as const
+
+export class DuplicateFormula extends HttpApiError.Problem<DuplicateFormula>()("DuplicateFormula", duplicateFormula, {
+  existingId: Schema.String,
+  existingUrl: Schema.String
+}) {}
+
+/**
+ * The body of the duplicate 409, built directly rather than encoded through
+ * the `DuplicateFormula` schema: it is the answer to every repeat submission,
+ * the hot path (test/http/submitContract.test.ts decodes it with the schema).
+ */
+export const duplicateFormulaBody = (existingId: string) => ({
+  ...duplicateFormula,
+  detail: `formula ${existingId} has the same material make-up`,
+  existingId,
+  existingUrl: `/formulas/${existingId}`
+})
 
 export class FormulaNotFound extends HttpApiError.Problem<FormulaNotFound>()("FormulaNotFound", {
   type: problemType("formula-not-found"),

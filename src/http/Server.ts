@@ -6,40 +6,54 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Config, Effect, Exit, Layer, Metric, Runtime as EffectRuntime } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
+import { HttpApiBuilder, HttpApiScalar, OpenApi } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import { createServer } from "node:http"
 import * as Runtime from "../Runtime.ts"
-import { Api } from "./Api.ts"
+import { counterFamily } from "../observability/Counters.ts"
+import { Api, ServedApi } from "./Api.ts"
 import { FormulasHandlers, SystemHandlers } from "./FormulasHandlers.ts"
 import { makeQueueHandlers } from "./QueueHandlers.ts"
+import { SubmitRoute } from "./SubmitRoute.ts"
 import { layerRequestProblems } from "./RequestProblems.ts"
 
 const httpRequests = Metric.counter("http_requests_total", { description: "HTTP responses by method and status" })
 
 // Counts every response, and makes every 503 say when to come back (RFC 9110 §10.2.3).
 const ResponseMiddleware = HttpRouter.middleware(
-  (httpEffect) =>
-    Effect.gen(function* () {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const response = yield* httpEffect
-      yield* Metric.update(
-        Metric.withAttributes(httpRequests, { method: request.method, status: String(response.status) }),
-        1
-      )
-      return response.status === 503 && response.headers["retry-after"] === undefined
-        ? HttpServerResponse.setHeader(response, "retry-after", "1")
-        : response
+  Effect.map(
+    counterFamily(httpRequests, (key) => {
+      const [method = "", status = ""] = key.split(" ")
+      return { method, status }
     }),
+    (count) => (httpEffect) =>
+      Effect.flatMap(Effect.service(HttpServerRequest.HttpServerRequest), (request) =>
+        Effect.map(httpEffect, (response) => {
+          count(`${request.method} ${response.status}`)
+          return response.status === 503 && response.headers["retry-after"] === undefined
+            ? HttpServerResponse.setHeader(response, "retry-after", "1")
+            : response
+        })
+      )
+  ),
   { global: true }
+)
+
+// The document describes the whole API, POST /formulas included (ServedApi leaves it to SubmitRoute).
+const openApiDocument = HttpRouter.add(
+  "GET",
+  "/openapi.json",
+  Effect.sync(() => HttpServerResponse.jsonUnsafe(OpenApi.fromApi(Api)))
 )
 
 /** All routes, needing only the runtime's services. */
 export const routes = Layer.mergeAll(
-  HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
-    Layer.provide([FormulasHandlers, SystemHandlers, makeQueueHandlers(Api)]),
+  HttpApiBuilder.layer(ServedApi).pipe(
+    Layer.provide([FormulasHandlers, SystemHandlers, makeQueueHandlers(ServedApi)]),
     Layer.provide(layerRequestProblems)
   ),
+  SubmitRoute,
+  openApiDocument,
   HttpApiScalar.layer(Api, { path: "/docs", scalar: { withDefaultFonts: false } }),
   PrometheusMetrics.layerHttp({ path: "/metrics" }),
   ResponseMiddleware

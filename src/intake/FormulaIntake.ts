@@ -14,13 +14,14 @@
  * outbox by the relay at the next start; if the transaction's outcome was
  * unknown, by the relay as soon as the database confirms it.
  */
-import { Clock, Context, Effect, Exit, Layer, Metric, Schema } from "effect"
+import { Clock, Context, Effect, Exit, Layer, Metric, Result, Schema } from "effect"
 import { toSqlNumeric } from "../domain/Decimal.ts"
 import { fingerprint } from "../domain/Fingerprint.ts"
 import { newId } from "../domain/Ids.ts"
-import { decodeFormula, type Formula, type FormulaInvalid } from "../domain/Formula.ts"
+import { type Formula, type FormulaInvalid, validateFormula } from "../domain/Formula.ts"
 import { formulaSubmitted } from "../domain/FormulaSubmitted.ts"
 import { withoutStack } from "../domain/WithoutStack.ts"
+import { counter } from "../observability/Counters.ts"
 import { MessageQueue, type QueueFull } from "../queue/MessageQueue.ts"
 import { DatabaseUnavailable, type FormulaRow, FormulaStore, type InsertOutcome } from "../store/FormulaStore.ts"
 import { FingerprintCache } from "./FingerprintCache.ts"
@@ -37,7 +38,6 @@ export type SubmitError = FormulaInvalid | Duplicate | QueueFull | DatabaseUnava
 const submissions = Metric.counter("formula_submissions_total", {
   description: "Submissions by outcome (created, duplicate, invalid, queue_full, unavailable)"
 })
-const count = (outcome: string) => Metric.update(Metric.withAttributes(submissions, { outcome }), 1)
 
 export class FormulaIntake extends Context.Service<
   FormulaIntake,
@@ -93,31 +93,50 @@ export class FormulaIntake extends Context.Service<
         )
       })
 
-      const submitDecoded = Effect.fn("FormulaIntake.submitDecoded")(function* (formula: Formula) {
-        const print = fingerprint(formula)
-        const known = yield* cache.get(print)
-        if (known !== undefined) {
-          yield* count("duplicate")
-          return yield* withoutStack(() => new Duplicate({ existingId: known, fingerprint: print }))
-        }
+      const count = yield* Effect.all({
+        created: counter(submissions, { outcome: "created" }),
+        duplicate: counter(submissions, { outcome: "duplicate" }),
+        invalid: counter(submissions, { outcome: "invalid" }),
+        queueFull: counter(submissions, { outcome: "queue_full" }),
+        unavailable: counter(submissions, { outcome: "unavailable" })
+      })
+
+      const duplicateOf = (existingId: string, print: string) => {
+        count.duplicate()
+        return Effect.fail(withoutStack(() => new Duplicate({ existingId, fingerprint: print })))
+      }
+
+      // Past the cache: the database decides, and the cache learns its answer.
+      const write = Effect.fnUntraced(function* (formula: Formula, print: string) {
         const outcome = yield* store_(formula, print).pipe(
-          Effect.tapError((error) => count(error._tag === "QueueFull" ? "queue_full" : "unavailable"))
+          Effect.tapError((error) => Effect.sync(error._tag === "QueueFull" ? count.queueFull : count.unavailable))
         )
         if (outcome._tag === "Duplicate") {
-          yield* cache.set(print, outcome.existingId)
-          yield* count("duplicate")
-          return yield* withoutStack(() => new Duplicate({ existingId: outcome.existingId, fingerprint: print }))
+          cache.set(print, outcome.existingId)
+          return yield* duplicateOf(outcome.existingId, print)
         }
-        yield* cache.set(print, outcome.formula.id)
-        yield* count("created")
+        cache.set(print, outcome.formula.id)
+        count.created()
         return outcome.formula
       })
 
-      const decode = (input: unknown) => decodeFormula(input).pipe(Effect.tapError(() => count("invalid")))
+      // A known make-up is answered here, synchronously: no database, no queue.
+      const submitDecoded = (
+        formula: Formula
+      ): Effect.Effect<FormulaRow, Duplicate | QueueFull | DatabaseUnavailable> => {
+        const print = fingerprint(formula)
+        const known = cache.get(print)
+        return known === undefined ? write(formula, print) : duplicateOf(known, print)
+      }
 
-      const submit = Effect.fn("FormulaIntake.submit")(function* (input: unknown) {
-        return yield* submitDecoded(yield* decode(input))
-      })
+      const decode = (input: unknown): Effect.Effect<Formula, FormulaInvalid> =>
+        Effect.suspend(() => {
+          const result = validateFormula(input)
+          if (Result.isFailure(result)) count.invalid()
+          return Effect.fromResult(result)
+        })
+
+      const submit = (input: unknown) => Effect.flatMap(decode(input), submitDecoded)
 
       return FormulaIntake.of({ submit, decode, submitDecoded })
     })
