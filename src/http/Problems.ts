@@ -59,7 +59,7 @@ export class DuplicateFormula extends HttpApiError.Problem<DuplicateFormula>()("
 /**
  * The body of the duplicate 409, built directly rather than encoded through
  * the `DuplicateFormula` schema: it is the answer to every repeat submission,
- * the hot path (test/http/submitContract.test.ts decodes it with the schema).
+ * the hot path (the HTTP tests decode it with the schema: assertProblem).
  */
 export const duplicateFormulaBody = (existingId: string) => ({
   ...duplicateFormula,

@@ -12,7 +12,8 @@
  * the service's hot path, and HttpApi's per-request machinery (header
  * decoding, error-schema encoding, middleware) cost more than everything a
  * duplicate answer needs. Its answers are the documented ones:
- * test/http/submitContract.test.ts decodes each with the endpoint's schemas.
+ * the HTTP tests decode each with the documented schemas
+ * (assertCreated, assertProblem in test/support/Formulas.ts).
  */
 import { Effect } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "effect/http"

@@ -5,8 +5,31 @@
  * bytes, streamed bodies, no content type).
  */
 import { assert } from "@effect/vitest"
+import { Schema } from "effect"
 import { randomBytes } from "node:crypto"
+import { FormulaView } from "../../src/http/FormulasApi.ts"
+import * as Problems from "../../src/http/Problems.ts"
 import { type JsonResponse, send } from "./TestServer.ts"
+
+/**
+ * Each documented problem by its `type`. Answers are decoded with these and
+ * with `FormulaView`: POST /formulas is written by hand (SubmitRoute.ts), not
+ * encoded by HttpApi, so every test that checks an answer also checks that it
+ * is the documented one.
+ */
+const problemSchemas: Record<string, Schema.Decoder<unknown>> = {
+  "invalid-formula": Problems.InvalidFormula,
+  "malformed-json": Problems.MalformedJson,
+  "invalid-request": Problems.InvalidRequest,
+  "unsupported-media-type": Problems.UnsupportedMediaType,
+  "payload-too-large": Problems.PayloadTooLarge,
+  "duplicate-formula": Problems.DuplicateFormula,
+  "formula-not-found": Problems.FormulaNotFound,
+  "database-unavailable": Problems.ServiceUnavailable,
+  "queue-full": Problems.QueueFullProblem,
+  "idempotency-key-reused": Problems.IdempotencyKeyReused,
+  "idempotency-key-in-flight": Problems.IdempotencyKeyInFlight
+}
 
 /** A fresh lowercase tag; put it in material names so every test's make-ups are its own. */
 export const uniqueTag = (): string => randomBytes(6).toString("hex")
@@ -151,6 +174,8 @@ export const assertProblem = (response: JsonResponse, status: number, type?: str
   assert.isString(response.json.title)
   assert.isString(response.json.type)
   if (type !== undefined) assert.strictEqual(response.json.type, `urn:formula-intake:problem:${type}`)
+  const documented = problemSchemas[response.json.type.replace("urn:formula-intake:problem:", "")]
+  if (documented !== undefined) Schema.decodeUnknownSync(documented)(response.json)
 }
 
 /** The 400 for an invalid formula; returns its `errors`. Every entry has a string path and a non-empty message. */
@@ -191,5 +216,6 @@ export const assertCreated = (response: JsonResponse) => {
   assert.strictEqual(new Date(body.createdAt).toISOString(), body.createdAt)
   assert.isString(body.message.id)
   assert.isAbove(body.message.id.length, 0)
+  Schema.decodeUnknownSync(FormulaView)(body)
   return body
 }
