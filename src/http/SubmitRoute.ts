@@ -3,8 +3,8 @@
  *
  *   read the body (415 / 413 / malformed-JSON 400)
  *     → FormulaIntake.decode (invalid-formula 400, every problem listed)
- *     → no Idempotency-Key: FormulaIntake.submitDecoded
- *       with a key:         IdempotencyKeys.run(FormulaIntake.submitDecoded) — replay, 422, in-flight 409
+ *     → no Idempotency-Key: FormulaIntake.submitOutcome
+ *       with a key:         IdempotencyKeys.run(FormulaIntake.submitOutcome) — replay, 422, in-flight 409
  *     → 201 + Location | duplicate 409 | queue-full / database 503 (Retry-After: Server.ts)
  *
  * Documented in the API description (FormulasApi.ts, `submit`) like every
@@ -54,9 +54,9 @@ const created = (row: FormulaRow): StoredResponse => ({
   body: toFormulaView(row),
   headers: { location: formulaUrl(row.id) }
 })
-const duplicate = (error: Duplicate): StoredResponse => ({
+const duplicate = (existingId: string): StoredResponse => ({
   status: 409,
-  body: duplicateFormulaBody(error.existingId),
+  body: duplicateFormulaBody(existingId),
   headers: { "content-type": "application/problem+json" }
 })
 
@@ -86,11 +86,12 @@ export const SubmitRoute = HttpRouter.use((router) =>
 
     // A submission's finished outcome (201 or duplicate 409), or the problem that stopped it.
     const outcome = (formula: Formula) =>
-      Effect.matchEffect(intake.submitDecoded(formula), {
-        onSuccess: (row) => Effect.succeed(created(row)),
-        onFailure: (error) =>
-          error._tag === "Duplicate" ? Effect.succeed(duplicate(error)) : Effect.fail(problemOf(error))
-      })
+      intake.submitOutcome(formula).pipe(
+        Effect.map((outcome) =>
+          outcome._tag === "Created" ? created(outcome.formula) : duplicate(outcome.existingId)
+        ),
+        Effect.mapError(problemOf)
+      )
 
     const withKey = (
       request: HttpServerRequest.HttpServerRequest,

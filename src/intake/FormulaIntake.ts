@@ -35,6 +35,11 @@ export class Duplicate extends Schema.TaggedError<Duplicate>()("Duplicate", {
 
 export type SubmitError = FormulaInvalid | Duplicate | QueueFull | DatabaseUnavailable
 
+/** How a decoded submission finished: stored and announced, or a make-up that `existingId` already holds. */
+export type SubmitOutcome =
+  | { readonly _tag: "Created"; readonly formula: FormulaRow }
+  | { readonly _tag: "Duplicate"; readonly existingId: string; readonly fingerprint: string }
+
 const submissions = Metric.counter("formula_submissions_total", {
   description: "Submissions by outcome (created, duplicate, invalid, queue_full, unavailable)"
 })
@@ -48,6 +53,12 @@ export class FormulaIntake extends Context.Service<
     decode(input: unknown): Effect.Effect<Formula, FormulaInvalid>
     /** The same as `submit`, for a formula already decoded. */
     submitDecoded(formula: Formula): Effect.Effect<FormulaRow, Duplicate | QueueFull | DatabaseUnavailable>
+    /**
+     * The same again, with a duplicate as an outcome rather than an error —
+     * for callers that answer both alike (HTTP), without building an error
+     * for every repeat submission.
+     */
+    submitOutcome(formula: Formula): Effect.Effect<SubmitOutcome, QueueFull | DatabaseUnavailable>
   }
 >()("formula-intake/intake/FormulaIntake") {
   static readonly layerNoDeps = Layer.effect(
@@ -101,9 +112,9 @@ export class FormulaIntake extends Context.Service<
         unavailable: counter(submissions, { outcome: "unavailable" })
       })
 
-      const duplicateOf = (existingId: string, print: string) => {
+      const duplicate = (existingId: string, print: string): SubmitOutcome => {
         count.duplicate()
-        return Effect.fail(withoutStack(() => new Duplicate({ existingId, fingerprint: print })))
+        return { _tag: "Duplicate", existingId, fingerprint: print }
       }
 
       // Past the cache: the database decides, and the cache learns its answer.
@@ -113,21 +124,28 @@ export class FormulaIntake extends Context.Service<
         )
         if (outcome._tag === "Duplicate") {
           cache.set(print, outcome.existingId)
-          return yield* duplicateOf(outcome.existingId, print)
+          return duplicate(outcome.existingId, print)
         }
         cache.set(print, outcome.formula.id)
         count.created()
-        return outcome.formula
+        return outcome
       })
 
       // A known make-up is answered here, synchronously: no database, no queue.
-      const submitDecoded = (
-        formula: Formula
-      ): Effect.Effect<FormulaRow, Duplicate | QueueFull | DatabaseUnavailable> => {
+      const submitOutcome = (formula: Formula): Effect.Effect<SubmitOutcome, QueueFull | DatabaseUnavailable> => {
         const print = fingerprint(formula)
         const known = cache.get(print)
-        return known === undefined ? write(formula, print) : duplicateOf(known, print)
+        return known === undefined ? write(formula, print) : Effect.succeed(duplicate(known, print))
       }
+
+      const submitDecoded = (formula: Formula) =>
+        Effect.flatMap(submitOutcome(formula), (outcome) =>
+          outcome._tag === "Created"
+            ? Effect.succeed(outcome.formula)
+            : Effect.fail(
+                withoutStack(() => new Duplicate({ existingId: outcome.existingId, fingerprint: outcome.fingerprint }))
+              )
+        )
 
       const decode = (input: unknown): Effect.Effect<Formula, FormulaInvalid> =>
         Effect.suspend(() => {
@@ -138,7 +156,7 @@ export class FormulaIntake extends Context.Service<
 
       const submit = (input: unknown) => Effect.flatMap(decode(input), submitDecoded)
 
-      return FormulaIntake.of({ submit, decode, submitDecoded })
+      return FormulaIntake.of({ submit, decode, submitDecoded, submitOutcome })
     })
   )
 }
