@@ -13,7 +13,7 @@
  *       first response replayed; "n/a" while the service does not send
  *       `Idempotent-Replayed: true` on a repeat.
  * In the same run it measures the references: pgbench running the same SQL
- * transaction on the same database (scripts/bench/submission.pgbench.sql), and
+ * statement, one submission per transaction, on the same database (scripts/bench/submission.pgbench.sql), and
  * a bare node:http server answering a canned 409 (scripts/bench/bare-server.ts).
  *
  * Prints a Markdown section; a full run writes it between the
@@ -664,7 +664,7 @@ const renderSection = (m: Awaited<ReturnType<typeof machine>>, totalS: number) =
   out.push(
     `- Loads: **unique** — every request a new make-up (expects 201); **duplicates** — ${fixedSetSize} stored make-ups round-robin (expects 409); ` +
       `**replays** — ${fixedSetSize} Idempotency-Keys, each with the body it was first sent with (expects the first 201 replayed, \`Idempotent-Replayed: true\`). ` +
-      `References, same run: **pgbench** runs the service's transaction for a new make-up (BEGIN; INSERT formulas … ON CONFLICT DO NOTHING RETURNING 1; INSERT 3 formula_materials; INSERT outbox; COMMIT — \`scripts/bench/submission.pgbench.sql\`) on the same database; ` +
+      `References, same run: **pgbench** runs the service's statement for one new make-up, one submission per transaction (the formula, its 3 materials and its outbox row in one statement of data-modifying CTEs, as \`FormulaSql.insertNewFormulas\` sends it — \`scripts/bench/submission.pgbench.sql\`) on the same database; ` +
       `**bare node:http** reads the same duplicate requests and answers a canned 409 problem+json.`
   )
   out.push("")

@@ -42,6 +42,23 @@ const plainName = (u: unknown): string | undefined => {
     : undefined
 }
 
+/**
+ * A JSON number's concentration when it is plainly one: in (0, 100] and
+ * written with at most 6 decimal places. `String(n)` is then already the
+ * canonical decimal (shortest round trip: no exponent in this range above
+ * 10^-6, no leading or trailing zeros), and n × 10^6 lies within far less than
+ * ½ of the integer number of millionths it denotes.
+ */
+const plainNumber = (n: number): { readonly concentration: Concentration; readonly micros: number } | undefined => {
+  if (!(n > 0 && n <= 100)) return undefined
+  const text = String(n)
+  if (text.includes("e")) return undefined
+  const point = text.indexOf(".")
+  return point === -1 || text.length - point - 1 <= MAX_SCALE
+    ? { concentration: text as Concentration, micros: Math.round(n * 10 ** MAX_SCALE) }
+    : undefined
+}
+
 /** Millionths of a canonical concentration, as an exact integer (≤ 10^8, so sums of 500 stay below 2^53). */
 const micros = (c: Concentration): number => {
   const point = c.indexOf(".")
@@ -68,7 +85,14 @@ export const checkFormula = (input: unknown): Formula | undefined => {
     if (key.length === 0 || keys.has(key)) return undefined
     keys.add(key)
     const raw = material.concentration
-    if (typeof raw !== "number" && typeof raw !== "string" && !(raw instanceof JsonNumberText)) return undefined
+    if (typeof raw === "number") {
+      const plain = plainNumber(raw)
+      if (plain === undefined) return undefined
+      total += plain.micros
+      materials.push({ name: materialName, concentration: plain.concentration })
+      continue
+    }
+    if (typeof raw !== "string" && !(raw instanceof JsonNumberText)) return undefined
     const concentration = parseConcentration(raw)
     if (concentration._tag === "Failure") return undefined
     total += micros(concentration.success)

@@ -21,6 +21,19 @@ const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 const unreadable = () => new MalformedJson({ detail: "the request body could not be read" })
 
+const parse = (bytes: Uint8Array): Effect.Effect<unknown, MalformedJson> => {
+  let text: string
+  try {
+    text = utf8.decode(bytes)
+  } catch {
+    return Effect.fail(new MalformedJson({ detail: "the request body is not UTF-8" }))
+  }
+  const parsed = parseJsonExact(text)
+  return parsed._tag === "Failure"
+    ? Effect.fail(new MalformedJson({ detail: parsed.failure.message }))
+    : Effect.succeed(parsed.success)
+}
+
 /**
  * The body of a request that declared its length (at most `maxBodyBytes`,
  * which Node's parser then enforces) and expects no `100 Continue`, read
@@ -29,13 +42,13 @@ const unreadable = () => new MalformedJson({ detail: "the request body could not
  * answer (npm run bench), so the common case takes this path and the others
  * (chunked bodies, `Expect: 100-continue`) take the platform's.
  */
-const readDeclaredBody = (source: IncomingMessage): Effect.Effect<Uint8Array, MalformedJson> =>
+const readDeclaredJson = (source: IncomingMessage): Effect.Effect<unknown, MalformedJson> =>
   Effect.callback((resume) => {
     const chunks: Array<Buffer> = []
     const onData = (chunk: Buffer) => void chunks.push(chunk)
     const onEnd = () => {
       stop()
-      resume(Effect.succeed(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)))
+      resume(parse(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)))
     }
     const onFailure = () => {
       stop()
@@ -66,19 +79,6 @@ const readAnyBody = (
     )
   )
 
-const parse = (bytes: Uint8Array): Effect.Effect<unknown, MalformedJson> => {
-  let text: string
-  try {
-    text = utf8.decode(bytes)
-  } catch {
-    return Effect.fail(new MalformedJson({ detail: "the request body is not UTF-8" }))
-  }
-  const parsed = parseJsonExact(text)
-  return parsed._tag === "Failure"
-    ? Effect.fail(new MalformedJson({ detail: parsed.failure.message }))
-    : Effect.succeed(parsed.success)
-}
-
 export const readJsonBody = (
   request: HttpServerRequest.HttpServerRequest
 ): Effect.Effect<unknown, UnsupportedMediaType | PayloadTooLarge | MalformedJson> => {
@@ -91,10 +91,7 @@ export const readJsonBody = (
   const declaredLength = Number(declared ?? "0")
   if (declaredLength > maxBodyBytes) return Effect.fail(new PayloadTooLarge({}))
   const source = NodeHttpServerRequest.toIncomingMessage(request)
-  return Effect.flatMap(
-    declared !== undefined && headers["expect"] === undefined && source instanceof IncomingMessage
-      ? readDeclaredBody(source)
-      : readAnyBody(request),
-    parse
-  )
+  return declared !== undefined && headers["expect"] === undefined && source instanceof IncomingMessage
+    ? readDeclaredJson(source)
+    : Effect.flatMap(readAnyBody(request), parse)
 }

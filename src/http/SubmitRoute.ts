@@ -18,9 +18,8 @@
 import { Effect } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "effect/http"
 import type { Formula } from "../domain/Formula.ts"
-import { type Duplicate, FormulaIntake, type SubmitError } from "../intake/FormulaIntake.ts"
+import { type Duplicate, FormulaIntake, type SubmitError, type SubmitOutcome } from "../intake/FormulaIntake.ts"
 import { IdempotencyKeys, maxKeyLength, requestHash, type StoredResponse } from "../intake/IdempotencyKeys.ts"
-import type { FormulaRow } from "../store/FormulaStore.ts"
 import { formulaUrl, toFormulaView } from "./FormulaView.ts"
 import { readJsonBody } from "./JsonBody.ts"
 import {
@@ -49,16 +48,12 @@ type Problem =
   | ServiceUnavailable
 
 // The two outcomes a submission can finish with — and an Idempotency-Key stores and replays as sent.
-const created = (row: FormulaRow): StoredResponse => ({
-  status: 201,
-  body: toFormulaView(row),
-  headers: { location: formulaUrl(row.id) }
-})
-const duplicate = (existingId: string): StoredResponse => ({
-  status: 409,
-  body: duplicateFormulaBody(existingId),
-  headers: { "content-type": "application/problem+json" }
-})
+const finished = (outcome: SubmitOutcome): StoredResponse =>
+  outcome._tag === "Created"
+    ? { status: 201, body: toFormulaView(outcome.formula), headers: { location: formulaUrl(outcome.formula.id) } }
+    : { status: 409, body: duplicateFormulaBody(outcome.existingId), headers: problemJson }
+
+const problemJson = { "content-type": "application/problem+json" }
 
 const respond = (stored: StoredResponse, replayed = false): HttpServerResponse.HttpServerResponse =>
   HttpServerResponse.jsonUnsafe(stored.body, {
@@ -66,8 +61,11 @@ const respond = (stored: StoredResponse, replayed = false): HttpServerResponse.H
     headers: replayed ? { ...stored.headers, "idempotent-replayed": "true" } : stored.headers
   })
 
-/** Every failure but the duplicate, as the problem the client gets. */
-const problemOf = (error: Exclude<SubmitError, Duplicate>): Problem => {
+/** What can stop a submission: a problem already, or a failure of the submit path. */
+type Failure = Problem | Exclude<SubmitError, Duplicate>
+
+/** A failure as the problem the client gets. */
+const problemOf = (error: Failure): Problem => {
   switch (error._tag) {
     case "FormulaInvalid":
       return new InvalidFormula({ errors: error.errors })
@@ -75,6 +73,8 @@ const problemOf = (error: Exclude<SubmitError, Duplicate>): Problem => {
       return new QueueFullProblem({ detail: "too many messages await consumers" })
     case "DatabaseUnavailable":
       return new ServiceUnavailable({ detail: error.message })
+    default:
+      return error
   }
 }
 
@@ -84,57 +84,44 @@ export const SubmitRoute = HttpRouter.use((router) =>
     const intake = yield* FormulaIntake
     const keys = yield* IdempotencyKeys
 
-    // A submission's finished outcome (201 or duplicate 409), or the problem that stopped it.
-    const outcome = (formula: Formula) =>
-      intake.submitOutcome(formula).pipe(
-        Effect.map((outcome) =>
-          outcome._tag === "Created" ? created(outcome.formula) : duplicate(outcome.existingId)
-        ),
-        Effect.mapError(problemOf)
-      )
-
     const withKey = (
       request: HttpServerRequest.HttpServerRequest,
       key: string,
       body: unknown,
       formula: Formula
-    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Problem> => {
+    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Failure> => {
       if (key.length === 0 || key.length > maxKeyLength) {
         return Effect.fail(
           new InvalidRequest({ errors: [{ path: "Idempotency-Key", message: `must be 1–${maxKeyLength} characters` }] })
         )
       }
       const request_ = { scope: request.headers["x-client-id"] ?? "", key, requestHash: requestHash(body) }
-      return keys.run(request_, outcome(formula)).pipe(
+      return keys.run(request_, Effect.map(intake.submitOutcome(formula), finished)).pipe(
         Effect.map((result) => respond(result.response, result.replayed)),
         Effect.catchTags({
           KeyReusedWithDifferentBody: () =>
             Effect.fail(new IdempotencyKeyReused({ detail: `Idempotency-Key ${JSON.stringify(key)}` })),
           KeyInFlight: () =>
-            Effect.fail(new IdempotencyKeyInFlight({ detail: `Idempotency-Key ${JSON.stringify(key)}` })),
-          DatabaseUnavailable: (error) => Effect.fail(new ServiceUnavailable({ detail: error.message }))
+            Effect.fail(new IdempotencyKeyInFlight({ detail: `Idempotency-Key ${JSON.stringify(key)}` }))
         })
       )
     }
 
     const submit = (
       request: HttpServerRequest.HttpServerRequest
-    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Problem> =>
+    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Failure> =>
       Effect.flatMap(readJsonBody(request), (body) =>
         // Validation comes first, before any Idempotency-Key is claimed: a 400 needs no database.
-        intake.decode(body).pipe(
-          Effect.mapError(problemOf),
-          Effect.flatMap((formula) => {
-            const key = request.headers["idempotency-key"]
-            return key === undefined
-              ? Effect.map(outcome(formula), (stored) => respond(stored))
-              : withKey(request, key, body, formula)
-          })
-        )
+        Effect.flatMap(intake.decode(body), (formula) => {
+          const key = request.headers["idempotency-key"]
+          return key === undefined
+            ? Effect.map(intake.submitOutcome(formula), (outcome) => respond(finished(outcome)))
+            : withKey(request, key, body, formula)
+        })
       )
 
     yield* router.add("POST", "/formulas", (request) =>
-      submit(request).pipe(Effect.catch((problem) => HttpServerRespondable.toResponse(problem)))
+      Effect.catch(submit(request), (error) => HttpServerRespondable.toResponse(problemOf(error)))
     )
   })
 )
