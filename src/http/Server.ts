@@ -4,7 +4,7 @@
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Config, Effect, Exit, Layer, Metric, Runtime as EffectRuntime } from "effect"
+import { Cause, Config, Context, Effect, Exit, Layer, Metric, Runtime as EffectRuntime } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar, OpenApi } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
@@ -27,14 +27,15 @@ const ResponseMiddleware = HttpRouter.middleware(
       return { method, status }
     }),
     (count) => (httpEffect) =>
-      Effect.flatMap(Effect.service(HttpServerRequest.HttpServerRequest), (request) =>
-        Effect.map(httpEffect, (response) => {
-          count(`${request.method} ${response.status}`)
+      Effect.withFiber((fiber) => {
+        const method = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest).method
+        return Effect.map(httpEffect, (response) => {
+          count(`${method} ${response.status}`)
           return response.status === 503 && response.headers["retry-after"] === undefined
             ? HttpServerResponse.setHeader(response, "retry-after", "1")
             : response
         })
-      )
+      })
   ),
   { global: true }
 )

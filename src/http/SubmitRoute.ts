@@ -2,7 +2,7 @@
  * `POST /formulas`: the submit path over HTTP.
  *
  *   read the body (415 / 413 / malformed-JSON 400)
- *     → FormulaIntake.decode (invalid-formula 400, every problem listed)
+ *     → FormulaIntake.validate (invalid-formula 400, every problem listed)
  *     → no Idempotency-Key: FormulaIntake.submitOutcome
  *       with a key:         IdempotencyKeys.run(FormulaIntake.submitOutcome) — replay, 422, in-flight 409
  *     → 201 + Location | duplicate 409 | queue-full / database 503 (Retry-After: Server.ts)
@@ -110,15 +110,15 @@ export const SubmitRoute = HttpRouter.use((router) =>
     const submit = (
       request: HttpServerRequest.HttpServerRequest
     ): Effect.Effect<HttpServerResponse.HttpServerResponse, Failure> =>
-      Effect.flatMap(readJsonBody(request), (body) =>
+      Effect.flatMap(readJsonBody(request), (body) => {
         // Validation comes first, before any Idempotency-Key is claimed: a 400 needs no database.
-        Effect.flatMap(intake.decode(body), (formula) => {
-          const key = request.headers["idempotency-key"]
-          return key === undefined
-            ? Effect.map(intake.submitOutcome(formula), (outcome) => respond(finished(outcome)))
-            : withKey(request, key, body, formula)
-        })
-      )
+        const formula = intake.validate(body)
+        if (formula._tag === "Failure") return Effect.fail(formula.failure)
+        const key = request.headers["idempotency-key"]
+        return key === undefined
+          ? Effect.map(intake.submitOutcome(formula.success), (outcome) => respond(finished(outcome)))
+          : withKey(request, key, body, formula.success)
+      })
 
     yield* router.add("POST", "/formulas", (request) =>
       Effect.catch(submit(request), (error) => HttpServerRespondable.toResponse(problemOf(error)))

@@ -51,6 +51,8 @@ export class FormulaIntake extends Context.Service<
     submit(input: unknown): Effect.Effect<FormulaRow, SubmitError>
     /** Validates a submission (every problem listed), counting invalid ones in the metrics. */
     decode(input: unknown): Effect.Effect<Formula, FormulaInvalid>
+    /** `decode`, synchronously. */
+    validate(input: unknown): Result.Result<Formula, FormulaInvalid>
     /** The same as `submit`, for a formula already decoded. */
     submitDecoded(formula: Formula): Effect.Effect<FormulaRow, Duplicate | QueueFull | DatabaseUnavailable>
     /**
@@ -147,16 +149,17 @@ export class FormulaIntake extends Context.Service<
               )
         )
 
-      const decode = (input: unknown): Effect.Effect<Formula, FormulaInvalid> =>
-        Effect.suspend(() => {
-          const result = validateFormula(input)
-          if (Result.isFailure(result)) count.invalid()
-          return Effect.fromResult(result)
-        })
+      const validate = (input: unknown): Result.Result<Formula, FormulaInvalid> => {
+        const result = validateFormula(input)
+        if (Result.isFailure(result)) count.invalid()
+        return result
+      }
+
+      const decode = (input: unknown) => Effect.suspend(() => Effect.fromResult(validate(input)))
 
       const submit = (input: unknown) => Effect.flatMap(decode(input), submitDecoded)
 
-      return FormulaIntake.of({ submit, decode, submitDecoded, submitOutcome })
+      return FormulaIntake.of({ submit, decode, validate, submitDecoded, submitOutcome })
     })
   )
 }
