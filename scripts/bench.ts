@@ -38,6 +38,8 @@ import { join, delimiter } from "node:path"
 import { distinctBodies, formulaBody } from "./bench/bodies.ts"
 import { renderChart, type Series } from "./bench/chart.ts"
 import {
+  checkpoint,
+  checkpointNote,
   createDatabase,
   type PgbenchResult,
   psql,
@@ -226,9 +228,11 @@ const drive = (
   concurrency: number,
   load: (phase: "warmup" | "measure", attempt: number) => WrkLoad,
   tmp: string,
-  kind: string
+  kind: string,
+  prepare: () => Promise<void> = async () => {}
 ) =>
   leastDisturbed(`${kind} c=${concurrency}`, async () => {
+    await prepare()
     const background = await waitForQuiet()
     const attempt = Date.now()
     const warm = await runWrk({
@@ -284,7 +288,8 @@ const uniqueCell = async (database: Database, server: RunningServer, c: number, 
     c,
     (phase, attempt) => ({ mode: "unique", tag: `${runId}-${database}-${c}-${phase}-${attempt}` }),
     tmp,
-    "wrk unique"
+    "wrk unique",
+    dbUrl === undefined ? undefined : () => checkpoint(dbUrl)
   )
   const { main, cpu, background } = best
   // Every attempt's warm-up and measurement stored make-ups; each may leave c requests in flight.
@@ -445,6 +450,7 @@ const postgresPhase = async (tmp: string) => {
       const before = await rowCounts(url)
       let transactions = 0
       const { best } = await leastDisturbed(`pgbench c=${c}`, async () => {
+        await checkpoint(url)
         const background = await waitForQuiet()
         const warm = await runPgbench({ url, clients: c, durationS: warmupS })
         const { result: main, cpu } = await measureCpu(undefined, durationS * 1000 - 300, (onSpawn) =>
@@ -470,6 +476,7 @@ const postgresPhase = async (tmp: string) => {
       `SELECT count(*) FROM pg_stat_activity WHERE datname = '${dbName}' AND application_name = 'formula-intake'`
     )
     notes.push(`PostgreSQL: the service held ${connections} connections to the database after the unique runs.`)
+    notes.push(checkpointNote())
 
     const bareServer = await startBareServer(join(tmp, "bare.log"))
     commands.set("bare node:http", bareServer.command.replace(/PORT=\d+/, "PORT=$PORT"))

@@ -27,6 +27,26 @@ export const redact = (url: string): string => {
 export const psql = (url: string, sql: string): Promise<string> =>
   runOk("psql", ["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql]).then((out) => out.trim())
 
+let checkpointRefused = false
+
+/**
+ * Flushes PostgreSQL's dirty pages before a measured cell, so that no cell
+ * pays for the checkpoint its predecessor's writes made due (pgbench and the
+ * service alike start clean). Needs superuser or `pg_checkpoint`; without it
+ * the cells run as they come, and `checkpointNote()` says so.
+ */
+export const checkpoint = async (url: string): Promise<void> => {
+  if (checkpointRefused) return
+  await psql(url, "CHECKPOINT").catch(() => {
+    checkpointRefused = true
+  })
+}
+
+export const checkpointNote = (): string =>
+  checkpointRefused
+    ? "PostgreSQL refused CHECKPOINT (not superuser): cells were not started from a fresh checkpoint."
+    : "Every PostgreSQL cell (pgbench and the service's unique load) started right after a CHECKPOINT."
+
 /** Creates `database` through `adminUrl` and registers its DROP for clean-up; returns its URL. */
 export const createDatabase = async (adminUrl: string, database: string): Promise<string> => {
   await psql(adminUrl, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
