@@ -30,7 +30,7 @@ WITH input AS (
 ), inserted AS (
   INSERT INTO formulas (id, fingerprint, name, created_at)
   SELECT id, fingerprint, name, created_at FROM input ORDER BY ord
-  ON CONFLICT (fingerprint) DO NOTHING
+  ON CONFLICT DO NOTHING
   RETURNING id
 ), materials AS (
   INSERT INTO formula_materials (formula_id, position, name, concentration)

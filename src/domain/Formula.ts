@@ -27,14 +27,10 @@ import {
 } from "./Decimal.ts"
 import { normalizeMaterialName } from "./Fingerprint.ts"
 import { checkFormula } from "./FormulaCheck.ts"
+import { CONTROL, MATERIALS_MAX, MATERIALS_MIN, NAME_MAX_LENGTH } from "./FormulaRules.ts"
 import { type InvalidJson, JsonNumberText, parseJsonExact } from "./JsonExact.ts"
 
-export const NAME_MAX_LENGTH = 200
-export const MATERIALS_MIN = 1
-export const MATERIALS_MAX = 500
-
-// C0/C1 controls except the whitespace ones (\t \n \v \f \r), which trimming and the fingerprint handle.
-const CONTROL = /[\u0000-\u0008\u000E-\u001F\u007F-\u009F]/u
+export { MATERIALS_MAX, MATERIALS_MIN, NAME_MAX_LENGTH }
 
 const nameChecks = [
   Schema.makeFilter((s: string) => s.length > 0, { message: "must not be empty" }),

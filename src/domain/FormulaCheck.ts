@@ -11,17 +11,14 @@
  * (npm run bench, node --cpu-prof). The property test in
  * test/domain/FormulaCheck.test.ts holds the two to the same answers.
  */
-import { type Concentration, MAX_SCALE, parseConcentration } from "./Decimal.ts"
+import { type Concentration, MAX_SCALE, MAX_TOTAL_MICROS, parseConcentration } from "./Decimal.ts"
 import { normalizeMaterialName } from "./Fingerprint.ts"
 import type { Formula } from "./Formula.ts"
+import { CONTROL, MATERIALS_MAX, MATERIALS_MIN, NAME_MAX_LENGTH } from "./FormulaRules.ts"
 import { JsonNumberText } from "./JsonExact.ts"
 
-const NAME_MAX_LENGTH = 200
-const MATERIALS_MAX = 500
-const MAX_TOTAL_MICROS = 100 * 10 ** MAX_SCALE
-
-// As in Formula.ts: C0/C1 controls other than whitespace.
-const CONTROL = /[\u0000-\u0008\u000E-\u001F\u007F-\u009F]/u
+// The total's bound as a number: sums of at most 500 concentrations of at most 10^8 millionths stay exact.
+const MAX_TOTAL = Number(MAX_TOTAL_MICROS)
 
 const isPlainObject = (u: unknown): u is Record<string, unknown> => {
   if (typeof u !== "object" || u === null) return false
@@ -71,7 +68,7 @@ export const checkFormula = (input: unknown): Formula | undefined => {
   if (!isPlainObject(input)) return undefined
   const name = plainName(input.name)
   const given = input.materials
-  if (name === undefined || !Array.isArray(given) || given.length === 0 || given.length > MATERIALS_MAX) {
+  if (name === undefined || !Array.isArray(given) || given.length < MATERIALS_MIN || given.length > MATERIALS_MAX) {
     return undefined
   }
   const materials: Array<{ name: string; concentration: Concentration }> = []
@@ -98,5 +95,5 @@ export const checkFormula = (input: unknown): Formula | undefined => {
     total += micros(concentration.success)
     materials.push({ name: materialName, concentration: concentration.success })
   }
-  return total <= MAX_TOTAL_MICROS ? { name, materials } : undefined
+  return total <= MAX_TOTAL ? { name, materials } : undefined
 }

@@ -40,11 +40,13 @@ const ResponseMiddleware = HttpRouter.middleware(
   { global: true }
 )
 
-// The document describes the whole API, POST /formulas included (ServedApi leaves it to SubmitRoute).
+// The document describes the whole API, POST /formulas included (ServedApi leaves it to SubmitRoute);
+// built once, at the first request.
+let openApi: HttpServerResponse.HttpServerResponse | undefined
 const openApiDocument = HttpRouter.add(
   "GET",
   "/openapi.json",
-  Effect.sync(() => HttpServerResponse.jsonUnsafe(OpenApi.fromApi(Api)))
+  Effect.sync(() => (openApi ??= HttpServerResponse.jsonUnsafe(OpenApi.fromApi(Api))))
 )
 
 /** All routes, needing only the runtime's services. */

@@ -47,13 +47,13 @@ type Problem =
   | QueueFullProblem
   | ServiceUnavailable
 
+const problemJson = { "content-type": "application/problem+json" }
+
 // The two outcomes a submission can finish with — and an Idempotency-Key stores and replays as sent.
 const finished = (outcome: SubmitOutcome): StoredResponse =>
   outcome._tag === "Created"
     ? { status: 201, body: toFormulaView(outcome.formula), headers: { location: formulaUrl(outcome.formula.id) } }
     : { status: 409, body: duplicateFormulaBody(outcome.existingId), headers: problemJson }
-
-const problemJson = { "content-type": "application/problem+json" }
 
 const respond = (stored: StoredResponse, replayed = false): HttpServerResponse.HttpServerResponse =>
   HttpServerResponse.jsonUnsafe(stored.body, {
@@ -95,8 +95,8 @@ export const SubmitRoute = HttpRouter.use((router) =>
           new InvalidRequest({ errors: [{ path: "Idempotency-Key", message: `must be 1–${maxKeyLength} characters` }] })
         )
       }
-      const request_ = { scope: request.headers["x-client-id"] ?? "", key, requestHash: requestHash(body) }
-      return keys.run(request_, Effect.map(intake.submitOutcome(formula), finished)).pipe(
+      const claim = { scope: request.headers["x-client-id"] ?? "", key, requestHash: requestHash(body) }
+      return keys.run(claim, Effect.map(intake.submitOutcome(formula), finished)).pipe(
         Effect.map((result) => respond(result.response, result.replayed)),
         Effect.catchTags({
           KeyReusedWithDifferentBody: () =>

@@ -12,7 +12,8 @@
  * the old map moves the entry back into the young one, so what is used
  * survives and what is not ages out — LRU-like, without the delete and
  * re-insert a strict LRU `Map` needs on every hit (which cost ~4% of a
- * duplicate answer). The state is private to this service and every
+ * duplicate answer). It holds between `capacity / 2` and `capacity` entries:
+ * at least the `capacity / 2` most recently used are always there. The state is private to this service and every
  * operation is synchronous, so no other fiber can observe it half-updated.
  */
 import { Context, Effect, Layer, Metric } from "effect"
@@ -74,7 +75,10 @@ export class FingerprintCache extends Context.Service<
     return FingerprintCache.of({ get, set, size })
   })
 
-  /** A cache of `capacity` entries, warmed with the newest formulas so restarts do not start cold. */
+  /**
+   * A cache of `capacity` entries, warmed with the newest `capacity / 2`
+   * formulas (what it is sure to keep) so restarts do not start cold.
+   */
   static readonly layerWith = (options: { readonly capacity: number }) =>
     Layer.effect(
       FingerprintCache,
@@ -82,7 +86,7 @@ export class FingerprintCache extends Context.Service<
         const cache = yield* FingerprintCache.make(options.capacity)
         if (options.capacity > 0) {
           const store = yield* FormulaStore
-          const recent = yield* store.recentFingerprints(options.capacity)
+          const recent = yield* store.recentFingerprints(Math.max(1, Math.floor(options.capacity / 2)))
           // Oldest first, so the newest end up most recently used.
           for (let i = recent.length - 1; i >= 0; i--) cache.set(recent[i]!.fingerprint, recent[i]!.id)
         }

@@ -1,17 +1,20 @@
 /**
  * The submit path. Every entry point — HTTP, the embedding Layer, tests —
- * goes through `FormulaIntake.submit`:
+ * goes through this service: `submit` (= `decode` + `submitDecoded`), or, for
+ * HTTP, `validate` + `submitOutcome` (the same steps, a duplicate being an
+ * outcome rather than an error):
  *
  *   decode → fingerprint → cache (known make-up? → Duplicate, nothing else touched)
  *     → reserve a queue slot (full? → QueueFull, nothing stored)
- *     → one transaction { formula ON CONFLICT DO NOTHING, materials, outbox row }
+ *     → one statement, so one transaction { formula ON CONFLICT DO NOTHING, materials, outbox row }
+ *       (group-committed with concurrent submissions: FormulaStore, GroupCommit)
  *     → created: commit the reservation (the message becomes receivable)
  *       duplicate or any failure: abort it (no message)
  *
  * So a consumer never receives a message whose formula is not committed, and
  * a committed formula always has its message: in the queue now, or — if the
- * process dies between COMMIT and the queue commit — re-enqueued from the
- * outbox by the relay at the next start; if the transaction's outcome was
+ * process dies between the commit and the queue commit — re-enqueued from
+ * the outbox by the relay at the next start; if the statement's outcome was
  * unknown, by the relay as soon as the database confirms it.
  */
 import { Clock, Context, Effect, Exit, Layer, Metric, Result, Schema } from "effect"
@@ -133,12 +136,14 @@ export class FormulaIntake extends Context.Service<
         return outcome
       })
 
-      // A known make-up is answered here, synchronously: no database, no queue.
-      const submitOutcome = (formula: Formula): Effect.Effect<SubmitOutcome, QueueFull | DatabaseUnavailable> => {
-        const print = fingerprint(formula)
-        const known = cache.get(print)
-        return known === undefined ? write(formula, print) : Effect.succeed(duplicate(known, print))
-      }
+      // A known make-up is answered here: no database, no queue. (Suspended, so that building the
+      // effect — as IdempotencyKeys.run's argument, say — neither looks up nor counts anything.)
+      const submitOutcome = (formula: Formula): Effect.Effect<SubmitOutcome, QueueFull | DatabaseUnavailable> =>
+        Effect.suspend(() => {
+          const print = fingerprint(formula)
+          const known = cache.get(print)
+          return known === undefined ? write(formula, print) : Effect.succeed(duplicate(known, print))
+        })
 
       const submitDecoded = (formula: Formula) =>
         Effect.flatMap(submitOutcome(formula), (outcome) =>

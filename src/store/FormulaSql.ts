@@ -110,8 +110,8 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
    * and one round trip: the data-modifying CTEs write materials and messages
    * only for the formulas the first one inserted, and the statement commits or
    * fails as a whole. Returns the ids that were inserted; a formula left out
-   * lost to an existing make-up (`ON CONFLICT DO NOTHING`, never
-   * check-then-insert). Rows are inserted in the order given.
+   * lost to an existing make-up, or is its own earlier attempt (`ON CONFLICT
+   * DO NOTHING`, never check-then-insert). Rows are inserted in the order given.
    */
   const insertNewFormulas = (formulas: ReadonlyArray<NewFormulaRow>) => {
     const materials = formulas.flatMap((f) => f.materials.map((m, position) => ({ id: f.id, position, ...m })))
@@ -129,7 +129,9 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
         ), inserted AS (
           INSERT INTO formulas (id, fingerprint, name, created_at)
           SELECT id, fingerprint, name, created_at FROM input ORDER BY ord
-          ON CONFLICT (fingerprint) DO NOTHING
+          -- Any unique index may arbitrate, not only the fingerprint's: a second attempt with the same
+          -- ids can meet its first attempt's row on the id index before the fingerprint one.
+          ON CONFLICT DO NOTHING
           RETURNING id
         ), materials AS (
           INSERT INTO formula_materials (formula_id, position, name, concentration)
@@ -158,7 +160,7 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
       (rows) => new Map(rows.map((row) => [row.fingerprint, row.id]))
     )
 
-  /** Which of these messages exist: asked after a batch COMMIT whose answer was lost. */
+  /** Which of these messages exist: asked after a statement whose answer was lost. */
   const existingOutboxMessages = (messageIds: ReadonlyArray<string>) =>
     Effect.map(
       sql<{ readonly message_id: string }>`

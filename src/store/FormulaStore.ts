@@ -2,9 +2,9 @@
  * Formulas, their materials and their outbox message, in SQL.
  *
  * `insert` never checks before inserting: it inserts with
- * `ON CONFLICT (fingerprint) DO NOTHING` and, when nothing was inserted, reads
- * the winner's id. Two concurrent submissions of one make-up therefore cannot
- * both win: the unique index serialises them.
+ * `ON CONFLICT DO NOTHING` and, when nothing was inserted, reads the winner's
+ * id by fingerprint. Two concurrent submissions of one make-up therefore
+ * cannot both win: the unique index serialises them.
  */
 import { PgClient } from "@effect/sql-pg"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"

@@ -9,6 +9,7 @@ import { Schema } from "effect"
 import { randomBytes } from "node:crypto"
 import { FormulaView } from "../../src/http/FormulasApi.ts"
 import * as Problems from "../../src/http/Problems.ts"
+import { QueueReceiptInvalid } from "../../src/http/QueueApi.ts"
 import { type JsonResponse, send } from "./TestServer.ts"
 
 /**
@@ -28,7 +29,8 @@ const problemSchemas: Record<string, Schema.Decoder<unknown>> = {
   "database-unavailable": Problems.ServiceUnavailable,
   "queue-full": Problems.QueueFullProblem,
   "idempotency-key-reused": Problems.IdempotencyKeyReused,
-  "idempotency-key-in-flight": Problems.IdempotencyKeyInFlight
+  "idempotency-key-in-flight": Problems.IdempotencyKeyInFlight,
+  "queue-receipt-invalid": QueueReceiptInvalid
 }
 
 /** A fresh lowercase tag; put it in material names so every test's make-ups are its own. */
@@ -175,7 +177,8 @@ export const assertProblem = (response: JsonResponse, status: number, type?: str
   assert.isString(response.json.type)
   if (type !== undefined) assert.strictEqual(response.json.type, `urn:formula-intake:problem:${type}`)
   const documented = problemSchemas[response.json.type.replace("urn:formula-intake:problem:", "")]
-  if (documented !== undefined) Schema.decodeUnknownSync(documented)(response.json)
+  assert.isDefined(documented, `problem type ${response.json.type} is not a documented one`)
+  Schema.decodeUnknownSync(documented!)(response.json)
 }
 
 /** The 400 for an invalid formula; returns its `errors`. Every entry has a string path and a non-empty message. */
