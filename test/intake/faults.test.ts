@@ -99,6 +99,26 @@ const steps: ReadonlyArray<{ readonly point: FaultPoint; readonly title: string 
 
 const timeout = 45_000
 
+/**
+ * Submits `input` with the connection cut at `point` of its statement and,
+ * the moment that happens, the database gone too, so the store's retry cannot
+ * reach it: the answer is DatabaseUnavailable. The database is back after.
+ */
+const submitAsDatabaseGoes = (injector: FaultInjector, point: FaultPoint, input: unknown) =>
+  Effect.gen(function* () {
+    const fault = injector.arm(STORE, point)
+    yield* Effect.forkChild(
+      Effect.andThen(
+        fault.fired,
+        Effect.sync(() => injector.setOffline(true))
+      )
+    )
+    const exit = yield* submit(input)
+    assert.isTrue(yield* fault.hasFired, "the fault fired")
+    assert.strictEqual(failureTag(exit), "DatabaseUnavailable")
+    injector.setOffline(false)
+  })
+
 for (const database of faultyDatabases(postgresUrl)) {
   describe(`submit under connection faults on ${database.name}`, () => {
     for (const step of steps) {
@@ -130,18 +150,7 @@ for (const database of faultyDatabases(postgresUrl)) {
         onRuntime(database, (injector) =>
           Effect.gen(function* () {
             const input = makeUp()
-            const fault = injector.arm(STORE, "before")
-            // The moment the connection is cut, the database goes away too: the retry cannot reach it.
-            yield* Effect.forkChild(
-              Effect.andThen(
-                fault.fired,
-                Effect.sync(() => injector.setOffline(true))
-              )
-            )
-            const exit = yield* submit(input)
-            assert.isTrue(yield* fault.hasFired, "the fault fired")
-            assert.strictEqual(failureTag(exit), "DatabaseUnavailable")
-            injector.setOffline(false)
+            yield* submitAsDatabaseGoes(injector, "before", input)
             assert.strictEqual((yield* formulasInDatabase).size, 0, "nothing was stored")
             yield* relayOnce
             yield* assertInvariants
@@ -159,17 +168,7 @@ for (const database of faultyDatabases(postgresUrl)) {
         onRuntime(database, (injector) =>
           Effect.gen(function* () {
             const input = makeUp()
-            const fault = injector.arm(STORE, "after")
-            yield* Effect.forkChild(
-              Effect.andThen(
-                fault.fired,
-                Effect.sync(() => injector.setOffline(true))
-              )
-            )
-            const exit = yield* submit(input)
-            assert.isTrue(yield* fault.hasFired, "the fault fired")
-            assert.strictEqual(failureTag(exit), "DatabaseUnavailable")
-            injector.setOffline(false)
+            yield* submitAsDatabaseGoes(injector, "after", input)
             assert.strictEqual((yield* formulasInDatabase).size, 1, "the statement committed")
             assert.strictEqual(yield* relayOnce, 1, "the relay enqueues the committed formula's message")
             assert.strictEqual(yield* relayOnce, 0, "and only once")
