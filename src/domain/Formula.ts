@@ -30,8 +30,6 @@ import { checkFormula } from "./FormulaCheck.ts"
 import { CONTROL, MATERIALS_MAX, MATERIALS_MIN, NAME_MAX_LENGTH } from "./FormulaRules.ts"
 import { type InvalidJson, JsonNumberText, parseJsonExact } from "./JsonExact.ts"
 
-export { MATERIALS_MAX, MATERIALS_MIN, NAME_MAX_LENGTH }
-
 const nameChecks = [
   Schema.makeFilter((s: string) => s.length > 0, { message: "must not be empty" }),
   Schema.isMaxCodePoints(NAME_MAX_LENGTH, { message: `must be at most ${NAME_MAX_LENGTH} characters` }),

@@ -11,7 +11,7 @@
  * (npm run bench, node --cpu-prof). The property test in
  * test/domain/FormulaCheck.test.ts holds the two to the same answers.
  */
-import { type Concentration, MAX_SCALE, MAX_TOTAL_MICROS, parseConcentration } from "./Decimal.ts"
+import { type Concentration, MAX_SCALE, MAX_TOTAL_MICROS, parseConcentration, toMicros } from "./Decimal.ts"
 import { normalizeMaterialName } from "./Fingerprint.ts"
 import type { Formula } from "./Formula.ts"
 import { CONTROL, MATERIALS_MAX, MATERIALS_MIN, NAME_MAX_LENGTH } from "./FormulaRules.ts"
@@ -56,13 +56,6 @@ const plainNumber = (n: number): { readonly concentration: Concentration; readon
     : undefined
 }
 
-/** Millionths of a canonical concentration, as an exact integer (≤ 10^8, so sums of 500 stay below 2^53). */
-const micros = (c: Concentration): number => {
-  const point = c.indexOf(".")
-  if (point === -1) return Number(c) * 10 ** MAX_SCALE
-  return Number(c.slice(0, point)) * 10 ** MAX_SCALE + Number(c.slice(point + 1).padEnd(MAX_SCALE, "0"))
-}
-
 /** The formula the schema would decode `input` to, when `input` is plainly valid; otherwise `undefined`. */
 export const checkFormula = (input: unknown): Formula | undefined => {
   if (!isPlainObject(input)) return undefined
@@ -92,7 +85,7 @@ export const checkFormula = (input: unknown): Formula | undefined => {
     if (typeof raw !== "string" && !(raw instanceof JsonNumberText)) return undefined
     const concentration = parseConcentration(raw)
     if (concentration._tag === "Failure") return undefined
-    total += micros(concentration.success)
+    total += Number(toMicros(concentration.success))
     materials.push({ name: materialName, concentration: concentration.success })
   }
   return total <= MAX_TOTAL ? { name, materials } : undefined

@@ -6,6 +6,7 @@
  */
 import { Schema } from "effect"
 import { HttpApiError } from "effect/http-api"
+import { formulaUrl } from "./FormulaView.ts"
 
 const problemType = (name: string) => `urn:formula-intake:problem:${name}` as const
 
@@ -65,7 +66,7 @@ export const duplicateFormulaBody = (existingId: string) => ({
   ...duplicateFormula,
   detail: `formula ${existingId} has the same material make-up`,
   existingId,
-  existingUrl: `/formulas/${existingId}`
+  existingUrl: formulaUrl(existingId)
 })
 
 export class FormulaNotFound extends HttpApiError.Problem<FormulaNotFound>()("FormulaNotFound", {

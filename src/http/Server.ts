@@ -22,15 +22,12 @@ const httpRequests = Metric.counter("http_requests_total", { description: "HTTP 
 // Counts every response, and makes every 503 say when to come back (RFC 9110 §10.2.3).
 const ResponseMiddleware = HttpRouter.middleware(
   Effect.map(
-    counterFamily(httpRequests, (key) => {
-      const [method = "", status = ""] = key.split(" ")
-      return { method, status }
-    }),
+    counterFamily(httpRequests, ["method", "status"]),
     (count) => (httpEffect) =>
       Effect.withFiber((fiber) => {
         const method = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest).method
         return Effect.map(httpEffect, (response) => {
-          count(`${method} ${response.status}`)
+          count(method, String(response.status))
           return response.status === 503 && response.headers["retry-after"] === undefined
             ? HttpServerResponse.setHeader(response, "retry-after", "1")
             : response

@@ -13,8 +13,10 @@
  * survives and what is not ages out — LRU-like, without the delete and
  * re-insert a strict LRU `Map` needs on every hit (which cost ~4% of a
  * duplicate answer). It holds between `capacity / 2` and `capacity` entries:
- * at least the `capacity / 2` most recently used are always there. The state is private to this service and every
- * operation is synchronous, so no other fiber can observe it half-updated.
+ * at least the `capacity / 2` most recently used are always there.
+ *
+ * The state is private to this service and every operation is synchronous,
+ * so no other fiber can observe it half-updated.
  */
 import { Context, Effect, Layer, Metric } from "effect"
 import { counter } from "../observability/Counters.ts"

@@ -40,6 +40,7 @@ import {
   ReservationHandle,
   type Totals
 } from "./QueueCore.ts"
+import { registerCounterReading, registerGaugeReading } from "../observability/Counters.ts"
 import { intSetting } from "../Settings.ts"
 import { QueueFull, ReceiptInvalid } from "./QueueErrors.ts"
 
@@ -206,25 +207,16 @@ const metric = {
 
 /**
  * The metrics are read from the queue's own counters when they are exported
- * (Metric.registerUnsafe) instead of being pushed on every operation, which would
- * cost more than the operation itself on the hot path.
+ * (observability/Counters.ts) instead of being pushed on every operation, which
+ * would cost more than the operation itself on the hot path.
  */
 const registerMetrics = (core: QueueCore, name: string) =>
   Effect.acquireRelease(
     Effect.contextWith((context: Context.Context<never>) => {
       const attributes = { queue: name }
-      const gauge = (m: Metric.Gauge<number>, get: () => number) =>
-        Metric.registerUnsafe(Metric.withAttributes(m, attributes), context, {
-          get: () => ({ value: get() }),
-          update: () => {},
-          modify: () => {}
-        })
+      const gauge = (m: Metric.Gauge<number>, get: () => number) => registerGaugeReading(m, attributes, context, get)
       const counter = (m: Metric.Counter<number>, get: () => number) =>
-        Metric.registerUnsafe(Metric.withAttributes(m, attributes), context, {
-          get: () => ({ count: get(), incremental: true }),
-          update: () => {},
-          modify: () => {}
-        })
+        registerCounterReading(m, attributes, context, get)
       return Effect.succeed([
         gauge(metric.ready, () => core.ready),
         gauge(metric.pending, () => core.pending),
