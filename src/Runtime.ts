@@ -22,6 +22,7 @@ import { OutboxRelay } from "./intake/OutboxRelay.ts"
 import { MessageQueue, type MessageQueueOptions } from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
 import { FormulaStore, type GroupCommitSettings } from "./store/FormulaStore.ts"
+import { databaseChoice, type Settings } from "./Settings.ts"
 
 export type RuntimeServices =
   | FormulaIntake
@@ -46,6 +47,8 @@ export interface RuntimeOptions {
   readonly relayInterval?: Duration.Input | undefined
   /** Default: from GROUP_COMMIT_* (batches of up to 64, no linger, 2 writers). */
   readonly groupCommit?: GroupCommitSettings | undefined
+  /** How long Idempotency-Keys are kept; default: from IDEMPOTENCY_KEY_TTL_HOURS (24 h). */
+  readonly idempotencyKeyTtl?: Duration.Input | undefined
 }
 
 /** The runtime on a given (migrated) database. */
@@ -65,13 +68,35 @@ export const layerWith = <E, R>(
     options.relayInterval === undefined ? OutboxRelay.layer : OutboxRelay.layerWith({ interval: options.relayInterval })
   const store =
     options.groupCommit === undefined ? FormulaStore.layerNoDeps : FormulaStore.layerWith(options.groupCommit)
+  const keys =
+    options.idempotencyKeyTtl === undefined
+      ? IdempotencyKeys.layerNoDeps
+      : IdempotencyKeys.layerWith({ ttl: options.idempotencyKeyTtl })
   return FormulaIntake.layerNoDeps.pipe(
     Layer.provideMerge(relay),
     Layer.provideMerge(Layer.mergeAll(queue, cache)),
-    Layer.provideMerge(Layer.mergeAll(store, IdempotencyKeys.layerNoDeps)),
+    Layer.provideMerge(Layer.mergeAll(store, keys)),
     Layer.provide(database)
   )
 }
 
-/** The runtime on the database chosen by `DATABASE_URL` / `DATA_DIR`. */
+/** The runtime on the database chosen by `DATABASE_URL` / `DATA_DIR`, every setting from the environment. */
 export const layer = layerWith(Database.layer)
+
+/** The runtime as `settings` (read once by `Settings.load`) describe it; reads nothing more from the environment. */
+export const layerFromSettings = (settings: Settings) =>
+  layerWith(Database.layerFrom(databaseChoice(settings), { waitMs: settings.databaseWaitMs }), {
+    queue: {
+      capacity: settings.queueCapacity,
+      visibilityTimeout: settings.queueVisibilityTimeoutMs,
+      maxDeliveries: settings.queueMaxDeliveries
+    },
+    cacheCapacity: settings.fingerprintCacheSize,
+    relayInterval: settings.outboxRelayIntervalMs,
+    groupCommit: {
+      maxBatch: settings.groupCommitMaxBatch,
+      linger: settings.groupCommitLingerMs,
+      workers: settings.groupCommitWorkers
+    },
+    idempotencyKeyTtl: Duration.hours(settings.idempotencyKeyTtlHours)
+  })

@@ -20,7 +20,7 @@
  */
 import { Context, Effect, Layer, Metric } from "effect"
 import { counter } from "../observability/Counters.ts"
-import { intSetting } from "../Settings.ts"
+import { FingerprintCacheSize } from "../Settings.ts"
 import { FormulaStore } from "../store/FormulaStore.ts"
 
 const hits = Metric.counter("fingerprint_cache_hits_total", { description: "Duplicates answered from memory" })
@@ -98,8 +98,6 @@ export class FingerprintCache extends Context.Service<
 
   /** Capacity from `FINGERPRINT_CACHE_SIZE` (default 50000; 0 turns the cache off). */
   static readonly layer = Layer.unwrap(
-    Effect.map(intSetting("FINGERPRINT_CACHE_SIZE", { min: 0, max: 10_000_000 }, 50_000), (capacity) =>
-      FingerprintCache.layerWith({ capacity })
-    )
+    Effect.map(FingerprintCacheSize.config, (capacity) => FingerprintCache.layerWith({ capacity }))
   )
 }

@@ -35,6 +35,7 @@ import { Cause, Clock, Config, Context, Duration, Effect, Exit, Layer, Option, S
 import { SecureRandom } from "effect/crypto"
 import type { SqlError } from "effect/sql/SqlError"
 import { JsonNumberText } from "../domain/JsonExact.ts"
+import { IdempotencyKeyTtlHours } from "../Settings.ts"
 import { DatabaseUnavailable, unavailableOnFailure } from "../store/DatabaseUnavailable.ts"
 import { type Claim, type KeyRow, makeIdempotencySql } from "../store/IdempotencySql.ts"
 
@@ -91,11 +92,7 @@ export interface IdempotencyKeysOptions {
 }
 
 /** `IDEMPOTENCY_KEY_TTL_HOURS`: whole hours, 1–8760 (a year), default 24. A bad value names the variable. */
-export const IdempotencyKeysConfig = Config.schema(
-  Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 8760 })),
-  "IDEMPOTENCY_KEY_TTL_HOURS"
-).pipe(
-  Config.withDefault(24),
+export const IdempotencyKeysConfig = IdempotencyKeyTtlHours.config.pipe(
   Config.map((hours) => ({ ttl: Duration.hours(hours) }))
 )
 

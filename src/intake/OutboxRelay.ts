@@ -19,7 +19,7 @@
  * at-least-once; consumers dedupe by message id.
  */
 import { Clock, Context, Duration, Effect, Layer } from "effect"
-import { intSetting } from "../Settings.ts"
+import { OutboxRelayIntervalMs } from "../Settings.ts"
 import { type Message, MessageQueue } from "../queue/MessageQueue.ts"
 import { FormulaStore, type UnsettledMessage } from "../store/FormulaStore.ts"
 
@@ -116,7 +116,9 @@ export class OutboxRelay extends Context.Service<
         // Recovery must succeed before the service starts: a database that
         // cannot be read now fails start-up rather than serving with a hole.
         const recovered = yield* drainBacklog
-        if (recovered > 0) yield* Effect.logInfo(`outbox: re-enqueued ${recovered} unsettled messages`)
+        yield* Effect.logInfo(`recovered ${recovered} messages from the outbox`).pipe(
+          Effect.annotateLogs({ recovered })
+        )
         yield* relay.pipe(Effect.delay(options.interval), Effect.forever, Effect.forkScoped)
 
         return OutboxRelay.of({ reportUncertain, relay })
@@ -125,9 +127,7 @@ export class OutboxRelay extends Context.Service<
 
   /** Interval from `OUTBOX_RELAY_INTERVAL_MS` (default 5000). */
   static readonly layer = Layer.unwrap(
-    Effect.map(intSetting("OUTBOX_RELAY_INTERVAL_MS", { min: 10, max: 3_600_000 }, 5_000), (interval) =>
-      OutboxRelay.layerWith({ interval })
-    )
+    Effect.map(OutboxRelayIntervalMs.config, (interval) => OutboxRelay.layerWith({ interval }))
   )
 }
 

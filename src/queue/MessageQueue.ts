@@ -41,7 +41,7 @@ import {
   type Totals
 } from "./QueueCore.ts"
 import { registerCounterReading, registerGaugeReading } from "../observability/Counters.ts"
-import { intSetting } from "../Settings.ts"
+import { QueueCapacity, QueueMaxDeliveries, QueueVisibilityTimeoutMs } from "../Settings.ts"
 import { QueueFull, ReceiptInvalid } from "./QueueErrors.ts"
 
 export type { DeadLetter, Delivery, Reservation, Totals } from "./QueueCore.ts"
@@ -150,13 +150,19 @@ export interface MessageQueueService {
   /** Drops dead letters; returns how many. */
   readonly purge: (options?: { readonly messageIds?: ReadonlyArray<string> | undefined }) => Effect.Effect<number>
   readonly stats: Effect.Effect<QueueStats>
+  /**
+   * For a server shutting down: every receive waiting in a long poll returns
+   * now with what it has (nothing), and later receives do not wait. Messages
+   * are still delivered to whoever asks.
+   */
+  readonly stopWaiting: Effect.Effect<void>
 }
 
 /** The queue's environment variables. A bad value fails with a ConfigError naming the variable. */
 export const QueueConfig = Config.all({
-  capacity: intSetting("QUEUE_CAPACITY", { min: 1, max: 100_000_000 }, 10_000),
-  visibilityTimeoutMs: intSetting("QUEUE_VISIBILITY_TIMEOUT_MS", { min: 1, max: 43_200_000 }, 30_000),
-  maxDeliveries: intSetting("QUEUE_MAX_DELIVERIES", { min: 1, max: 1_000 }, 5)
+  capacity: QueueCapacity.config,
+  visibilityTimeoutMs: QueueVisibilityTimeoutMs.config,
+  maxDeliveries: QueueMaxDeliveries.config
 }).pipe(
   Config.map(({ capacity, maxDeliveries, visibilityTimeoutMs }) => ({
     capacity,
@@ -259,6 +265,7 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
 
   // Receivers waiting in a long poll; woken one per message that becomes ready.
   const waiters = new Set<() => void>()
+  let waiting = true
   const wake = (count: number) => {
     for (const waiter of waiters) {
       if (count-- <= 0) break
@@ -371,7 +378,7 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     Effect.suspend(() => {
       const now = clock.currentTimeMillisUnsafe()
       const deliveries = core.take(max, now, visibilityMs)
-      if (deliveries.length > 0 || now >= deadline) return Effect.succeed(deliveries)
+      if (deliveries.length > 0 || now >= deadline || !waiting) return Effect.succeed(deliveries)
       return Effect.flatMap(restore(awaitReady(deadline - now)), () =>
         receiveWaiting(max, visibilityMs, deadline, restore)
       )
@@ -384,7 +391,7 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
       const waitMs = toMillis(options?.wait, 0)
       const now = clock.currentTimeMillisUnsafe()
       const deliveries = core.take(max, now, visibilityMs)
-      if (deliveries.length > 0 || waitMs <= 0) return Effect.succeed(deliveries)
+      if (deliveries.length > 0 || waitMs <= 0 || !waiting) return Effect.succeed(deliveries)
       return Effect.uninterruptibleMask((restore) => receiveWaiting(max, visibilityMs, now + waitMs, restore))
     })
 
@@ -443,6 +450,11 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     })
   )
 
+  const stopWaiting = Effect.sync(() => {
+    waiting = false
+    wake(waiters.size)
+  })
+
   const service: MessageQueueService = {
     settings,
     reserve,
@@ -458,7 +470,8 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     deadLetters,
     redrive,
     purge,
-    stats
+    stats,
+    stopWaiting
   }
   return service
 })

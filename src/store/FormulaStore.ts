@@ -8,7 +8,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"
-import { intSetting } from "../Settings.ts"
+import { GroupCommitLingerMs, GroupCommitMaxBatch, GroupCommitWorkers } from "../Settings.ts"
 import { DatabaseUnavailable, isBug, operationTimeout, timedOut, unavailableOnFailure } from "./DatabaseUnavailable.ts"
 import { type FormulaRow, makeFormulaSql, type MaterialRow, type NewFormulaRow } from "./FormulaSql.ts"
 import * as GroupCommit from "./GroupCommit.ts"
@@ -42,9 +42,9 @@ export interface GroupCommitSettings {
 }
 
 export const GroupCommitConfig = Config.all({
-  maxBatch: intSetting("GROUP_COMMIT_MAX_BATCH", { min: 1, max: 1000 }, 64),
-  linger: Config.map(intSetting("GROUP_COMMIT_LINGER_MS", { min: 0, max: 1000 }, 0), Duration.millis),
-  workers: intSetting("GROUP_COMMIT_WORKERS", { min: 1, max: 64 }, 2)
+  maxBatch: GroupCommitMaxBatch.config,
+  linger: Config.map(GroupCommitLingerMs.config, Duration.millis),
+  workers: GroupCommitWorkers.config
 })
 
 export class FormulaStore extends Context.Service<
