@@ -2,73 +2,27 @@
  * The real entry point, run the way a user runs it (`node src/main.ts`, no
  * DATABASE_URL, so the embedded database under DATA_DIR). Protects: the
  * README's run command works; no request hangs while the server starts;
- * SIGTERM shuts it down cleanly (exit code 0); what was stored survives a
- * restart on the same DATA_DIR.
+ * SIGTERM shuts it down cleanly (exit code 0), answering waiting long polls
+ * at once and logging its lifecycle; what was stored survives a restart on
+ * the same DATA_DIR, and a message in flight at shutdown is delivered again.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtemp, rm } from "node:fs/promises"
-import * as Net from "node:net"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { jsonText, summerBreeze, uniqueTag } from "../support/Formulas.ts"
+import {
+  awaitExit,
+  freePort,
+  hasExited,
+  jsonLines,
+  outputOf,
+  type Running,
+  spawnServer,
+  tempDir as freshDataDir
+} from "./ServerProcess.ts"
 
-const projectRoot = fileURLToPath(new URL("../..", import.meta.url))
-
-interface Running {
-  readonly child: ChildProcess
-  readonly output: () => string
-  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
-}
-
-const hasExited = (running: Running) => running.child.exitCode !== null || running.child.signalCode !== null
-
-/** The end of the server's output, on one line (reporters show only a message's first line). */
-const outputOf = (running: Running) => `server output: ${JSON.stringify(running.output().slice(-3000))}`
-
-/** A port nobody listens on right now: bind 0, read it, close. */
-const freePort = Effect.callback<number>((resume) => {
-  const server = Net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const { port } = server.address() as Net.AddressInfo
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
-const freshDataDir = Effect.acquireRelease(
-  Effect.promise(() => mkdtemp(join(tmpdir(), "formula-intake-process-"))),
-  (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
-)
-
-/** `node src/main.ts` with DATA_DIR and PORT and without DATABASE_URL; killed with the scope if still running. */
-const launch = (dataDir: string, port: number) =>
-  Effect.acquireRelease(
-    Effect.sync((): Running => {
-      const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir, PORT: String(port) }
-      delete env["DATABASE_URL"]
-      const child = spawn(process.execPath, ["src/main.ts"], {
-        cwd: projectRoot,
-        env,
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      child.stdout!.on("data", (chunk) => (output += chunk))
-      child.stderr!.on("data", (chunk) => (output += chunk))
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-        child.once("exit", (code, signal) => resolve({ code, signal }))
-      )
-      return { child, output: () => output, exited }
-    }),
-    (running) =>
-      hasExited(running)
-        ? Effect.void
-        : Effect.promise(() => {
-            running.child.kill("SIGKILL")
-            return running.exited
-          })
-  )
+/** `node src/main.ts` with DATA_DIR and PORT (and `env`) and without DATABASE_URL; killed with the scope if still running. */
+const launch = (dataDir: string, port: number, env: Record<string, string> = {}) =>
+  spawnServer({ ...env, DATA_DIR: dataDir, PORT: String(port) })
 
 type Attempt =
   | { readonly _tag: "Answered"; readonly status: number; readonly text: string; readonly headers: Headers }
@@ -107,12 +61,12 @@ const answered = (running: Running, port: number, method: string, path: string, 
   })
 
 /**
- * Polls /health until 200 (30 s at most). Refused connections are fine while the server starts;
+ * Polls /health until 200 (60 s at most: a first start on a loaded machine initialises the embedded database slowly). Refused connections are fine while the server starts;
  * an accepted request that does not answer within 2 s, or any other failure, is not.
  */
 const awaitHealthy = (running: Running, port: number) =>
   Effect.gen(function* () {
-    const deadline = Date.now() + 30_000
+    const deadline = Date.now() + 60_000
     while (Date.now() < deadline) {
       if (hasExited(running)) {
         return assert.fail(`the server exited during start-up (code ${running.child.exitCode}); ${outputOf(running)}`)
@@ -123,7 +77,7 @@ const awaitHealthy = (running: Running, port: number) =>
       if (result._tag === "Answered" && result.status === 200) return
       yield* Effect.sleep(Duration.millis(50))
     }
-    return assert.fail(`/health did not answer 200 within 30 s; ${outputOf(running)}`)
+    return assert.fail(`/health did not answer 200 within 60 s; ${outputOf(running)}`)
   })
 
 /** Sends SIGTERM and waits (15 s at most) for the exit. */
@@ -187,6 +141,79 @@ describe("node src/main.ts", () => {
         assert.strictEqual(duplicate.status, 409, duplicate.text)
         assert.strictEqual(JSON.parse(duplicate.text).existingId, JSON.parse(stored.text).id)
       }),
-    120_000
+    180_000
+  )
+
+  it.live(
+    "SIGTERM with long polls waiting: they get 200 {messages: []} at once, exit 0 before the 10 s grace, lifecycle logged; the message in flight is delivered again after a restart",
+    () =>
+      Effect.gen(function* () {
+        const dataDir = yield* freshDataDir
+        const port = yield* freePort
+        const first = yield* launch(dataDir, port, { LOG_FORMAT: "json" })
+        yield* awaitHealthy(first, port)
+        const created = yield* answered(first, port, "POST", "/formulas", jsonText(summerBreeze(uniqueTag())))
+        assert.strictEqual(created.status, 201, created.text)
+        const received = yield* answered(first, port, "POST", "/queue/receive", '{ "visibilityTimeoutMs": 600000 }')
+        const inFlight = JSON.parse(received.text).messages
+        assert.strictEqual(inFlight.length, 1, received.text)
+
+        // Three long polls, waiting (the queue says so) before the signal.
+        const polls = Array.from({ length: 3 }, () =>
+          fetch(`http://127.0.0.1:${port}/queue/receive`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ waitMs: 20_000 }),
+            signal: AbortSignal.timeout(30_000)
+          }).then(
+            async (response) => ({ status: response.status, text: await response.text() }),
+            (error) => ({ status: 0, text: String(error) })
+          )
+        )
+        const waitingSince = Date.now()
+        while (true) {
+          const stats = yield* answered(first, port, "GET", "/queue/stats")
+          if (JSON.parse(stats.text).waiting === 3) break
+          assert.isBelow(Date.now() - waitingSince, 15_000, `the polls never waited: ${stats.text}`)
+          yield* Effect.sleep(Duration.millis(20))
+        }
+
+        const signalledAt = Date.now()
+        first.child.kill("SIGTERM")
+        const exit = yield* awaitExit(first, Duration.seconds(15))
+        const tookMs = Date.now() - signalledAt
+        assert.deepStrictEqual(exit, { code: 0, signal: null }, `exit after SIGTERM; ${outputOf(first)}`)
+        assert.isBelow(tookMs, 9_000, `exited before the 10 s grace ran out; ${outputOf(first)}`)
+        for (const poll of yield* Effect.promise(() => Promise.all(polls))) {
+          assert.strictEqual(poll.status, 200, poll.text)
+          assert.deepStrictEqual(JSON.parse(poll.text), { messages: [] })
+        }
+        // All interfaces: [::], or 0.0.0.0 where there is no IPv6.
+        const lifecycle = jsonLines(first.output())
+          .map((line) =>
+            String(line.message).replace(/^listening on http:\/\/(\[::\]|0\.0\.0\.0):/, "listening on ALL:")
+          )
+          .filter((message) => /^(recovered|listening|shutting down|stopped)/.test(message))
+        assert.deepStrictEqual(
+          lifecycle,
+          ["recovered 0 messages from the outbox", `listening on ALL:${port}`, "shutting down", "stopped"],
+          outputOf(first)
+        )
+
+        // The message that was in flight comes back (the outbox is the truth).
+        const second = yield* launch(dataDir, port, { LOG_FORMAT: "json" })
+        yield* awaitHealthy(second, port)
+        assert.include(
+          jsonLines(second.output()).map((line) => line.message),
+          "recovered 1 messages from the outbox",
+          outputOf(second)
+        )
+        const again = yield* answered(second, port, "POST", "/queue/receive", "{}")
+        assert.deepStrictEqual(
+          JSON.parse(again.text).messages.map((message: { readonly messageId: string }) => message.messageId),
+          [inFlight[0].messageId]
+        )
+      }),
+    180_000
   )
 })
