@@ -8,6 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect } from "effect"
+import * as Net from "node:net"
 import { jsonText, summerBreeze, uniqueTag } from "../support/Formulas.ts"
 import {
   awaitExit,
@@ -94,6 +95,24 @@ const terminate = (running: Running) =>
     return exit
   })
 
+/**
+ * POST /queue/receive over a raw keep-alive connection that the client never closes; resolves
+ * with what it read once the server closes it.
+ */
+const keepAlivePoll = (port: number, body: string) =>
+  new Promise<string>((resolve) => {
+    let received = ""
+    const socket = Net.connect(port, "127.0.0.1", () =>
+      socket.write(
+        `POST /queue/receive HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+      )
+    )
+    socket.on("data", (chunk) => (received += chunk))
+    socket.on("error", () => {})
+    socket.on("close", () => resolve(received))
+  })
+
 describe("node src/main.ts", () => {
   it.live(
     "starts on DATA_DIR and PORT without a hanging request, stores a formula, and exits 0 within 15 s of SIGTERM",
@@ -171,9 +190,12 @@ describe("node src/main.ts", () => {
           )
         )
         const waitingSince = Date.now()
+        // And one from a client that keeps its connection open after the answer (keep-alive, never
+        // closing it): the server must close it, or it would wait for it until the grace runs out.
+        const keptAlive = keepAlivePoll(port, JSON.stringify({ waitMs: 20_000 }))
         while (true) {
           const stats = yield* answered(first, port, "GET", "/queue/stats")
-          if (JSON.parse(stats.text).waiting === 3) break
+          if (JSON.parse(stats.text).waiting === 4) break
           assert.isBelow(Date.now() - waitingSince, 15_000, `the polls never waited: ${stats.text}`)
           yield* Effect.sleep(Duration.millis(20))
         }
@@ -184,6 +206,9 @@ describe("node src/main.ts", () => {
         const tookMs = Date.now() - signalledAt
         assert.deepStrictEqual(exit, { code: 0, signal: null }, `exit after SIGTERM; ${outputOf(first)}`)
         assert.isBelow(tookMs, 9_000, `exited before the 10 s grace ran out; ${outputOf(first)}`)
+        const raw = yield* Effect.promise(() => keptAlive)
+        assert.match(raw, /^HTTP\/1\.1 200 /, raw)
+        assert.deepStrictEqual(JSON.parse(raw.slice(raw.indexOf("\r\n\r\n") + 4)), { messages: [] })
         for (const poll of yield* Effect.promise(() => Promise.all(polls))) {
           assert.strictEqual(poll.status, 200, poll.text)
           assert.deepStrictEqual(JSON.parse(poll.text), { messages: [] })

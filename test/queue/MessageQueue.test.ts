@@ -379,6 +379,25 @@ describe("MessageQueue", () => {
         assert.strictEqual((yield* queue.stats).ready, 1)
       }).pipe(withQueue())
     )
+
+    it.effect("stopWaiting (shutdown) answers every waiter now with nothing; later receives do not wait", () =>
+      Effect.gen(function* () {
+        const queue = yield* MessageQueue
+        const fibers = yield* Effect.forEach([1, 2], () => Effect.forkChild(queue.receive({ wait: 10_000 })))
+        yield* settle
+        assert.strictEqual((yield* queue.stats).waiting, 2)
+        yield* queue.stopWaiting
+        // No clock adjustment: the waiters return without their wait running out.
+        assert.deepStrictEqual(yield* Effect.forEach(fibers, Fiber.join), [[], []])
+        assert.deepStrictEqual(yield* queue.receive({ wait: 10_000 }), [])
+        // Messages are still delivered to whoever asks.
+        yield* queue.publish(msg("m1"))
+        assert.deepStrictEqual(
+          (yield* queue.receive({ wait: 10_000 })).map((delivery) => delivery.messageId),
+          ["m1"]
+        )
+      }).pipe(withQueue())
+    )
   })
 
   describe("capacity", () => {
