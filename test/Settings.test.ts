@@ -46,7 +46,12 @@ describe("Settings.load", () => {
   it.effect("lists every bad variable with its value and what is expected", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(
-        withEnv({ PORT: "http", QUEUE_CAPACITY: "0", DATABASE_URL: "postgres://u:hunter2@/nohost", LOG_LEVEL: "verbose" })
+        withEnv({
+          PORT: "http",
+          QUEUE_CAPACITY: "0",
+          DATABASE_URL: "postgres://u:hunter2@/nohost",
+          LOG_LEVEL: "verbose"
+        })
       )
       assert.deepStrictEqual(
         error.problems.map((problem) => problem.variable),
