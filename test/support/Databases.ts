@@ -14,6 +14,8 @@ export interface TestDatabase {
   readonly name: "pglite" | "postgres"
   /** A fresh, migrated, empty database each time it is built. */
   readonly layer: () => DatabaseLayer
+  /** A fresh database with no migration run (migration tests run them). */
+  readonly unmigrated: () => DatabaseLayer
 }
 
 export const postgresUrl = process.env["TEST_DATABASE_URL"]
@@ -22,7 +24,11 @@ let schemas = 0
 const uniqueSchema = () => `test_${process.pid}_${Date.now().toString(36)}_${schemas++}`
 
 /** A schema created for one suite and dropped when its layer is released. */
-export const postgresSchemaLayer = (url: string, schema: string): DatabaseLayer => {
+export const postgresSchemaLayer = (
+  url: string,
+  schema: string,
+  options: { readonly migrated?: boolean } = {}
+): DatabaseLayer => {
   const dropOnRelease = Layer.effectDiscard(
     Effect.addFinalizer(() =>
       Effect.gen(function* () {
@@ -31,16 +37,25 @@ export const postgresSchemaLayer = (url: string, schema: string): DatabaseLayer 
       }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 })), Effect.ignore)
     )
   )
-  return Database.migrated(Database.layerPostgres(Redacted.make(url), { schema })).pipe(
-    Layer.provideMerge(dropOnRelease)
-  )
+  const client = Database.layerPostgres(Redacted.make(url), { schema })
+  return (options.migrated === false ? client : Database.migrated(client)).pipe(Layer.provideMerge(dropOnRelease))
 }
 
 export const testDatabases: ReadonlyArray<TestDatabase> = [
-  { name: "pglite", layer: () => Database.migrated(Database.layerEmbedded(undefined)) },
+  {
+    name: "pglite",
+    layer: () => Database.migrated(Database.layerEmbedded(undefined)),
+    unmigrated: () => Database.layerEmbedded(undefined)
+  },
   ...(postgresUrl === undefined
     ? []
-    : [{ name: "postgres" as const, layer: () => postgresSchemaLayer(postgresUrl, uniqueSchema()) }])
+    : [
+        {
+          name: "postgres" as const,
+          layer: () => postgresSchemaLayer(postgresUrl, uniqueSchema()),
+          unmigrated: () => postgresSchemaLayer(postgresUrl, uniqueSchema(), { migrated: false })
+        }
+      ])
 ]
 
 if (postgresUrl === undefined) {
