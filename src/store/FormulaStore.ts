@@ -10,10 +10,16 @@ import { PgClient } from "@effect/sql-pg"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"
 import { intSetting } from "../Settings.ts"
 import { DatabaseUnavailable, isBug, operationTimeout, timedOut, unavailableOnFailure } from "./DatabaseUnavailable.ts"
-import { type FormulaRow, makeFormulaSql, type MaterialRow, type NewFormulaRow } from "./FormulaSql.ts"
+import {
+  type FormulaRow,
+  makeFormulaSql,
+  type MaterialRow,
+  type NewFormulaRow,
+  type OutboxPosition
+} from "./FormulaSql.ts"
 import * as GroupCommit from "./GroupCommit.ts"
 
-export type { FormulaRow, MaterialRow }
+export type { FormulaRow, MaterialRow, OutboxPosition }
 
 export { DatabaseUnavailable }
 
@@ -23,10 +29,9 @@ export type InsertOutcome =
   | { readonly _tag: "Created"; readonly formula: FormulaRow }
   | { readonly _tag: "Duplicate"; readonly existingId: string }
 
-export interface UnsettledMessage {
-  readonly messageId: string
+/** An unsettled message, with its place in the outbox (a cursor for the next page). */
+export interface UnsettledMessage extends OutboxPosition {
   readonly body: unknown
-  readonly createdAt: Date
 }
 
 export interface Page {
@@ -62,11 +67,18 @@ export class FormulaStore extends Context.Service<
     markDelivered(messageId: string): Effect.Effect<void, DatabaseUnavailable>
     /** Records that an operator purged these dead letters. */
     markPurged(messageIds: ReadonlyArray<string>): Effect.Effect<void, DatabaseUnavailable>
-    /** Committed messages no consumer has acknowledged (and nobody purged), oldest first, page by page. */
+    /**
+     * Committed messages no consumer has acknowledged (and nobody purged),
+     * oldest first, page by page: after `after` (undefined: from the start),
+     * up to `upTo` inclusive.
+     */
     unsettledMessages(options: {
       readonly limit: number
-      readonly after: UnsettledMessage | undefined
+      readonly after: OutboxPosition | undefined
+      readonly upTo: OutboxPosition
     }): Effect.Effect<ReadonlyArray<UnsettledMessage>, DatabaseUnavailable>
+    /** Where the newest unsettled message is; undefined when every message is settled. */
+    readonly lastUnsettled: Effect.Effect<OutboxPosition | undefined, DatabaseUnavailable>
     /** Which of these messages exist, i.e. whose transactions committed. */
     existingMessages(messageIds: ReadonlyArray<string>): Effect.Effect<ReadonlySet<string>, DatabaseUnavailable>
     /** fingerprint → id of the newest `limit` formulas. */
@@ -211,8 +223,16 @@ export class FormulaStore extends Context.Service<
             Effect.withSpan("FormulaStore.markPurged")
           )
 
-        const unsettledMessages = (options: { readonly limit: number; readonly after: UnsettledMessage | undefined }) =>
-          q.selectUnsettled(options).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.unsettledMessages"))
+        const unsettledMessages = (options: {
+          readonly limit: number
+          readonly after: OutboxPosition | undefined
+          readonly upTo: OutboxPosition
+        }) => q.selectUnsettled(options).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.unsettledMessages"))
+
+        const lastUnsettled = q.selectLastUnsettled.pipe(
+          unavailableOnFailure,
+          Effect.withSpan("FormulaStore.lastUnsettled")
+        )
 
         const recentFingerprints = (limit: number) =>
           q
@@ -227,6 +247,7 @@ export class FormulaStore extends Context.Service<
           markDelivered,
           markPurged,
           unsettledMessages,
+          lastUnsettled,
           recentFingerprints,
           existingMessages: (messageIds: ReadonlyArray<string>) =>
             q
