@@ -9,7 +9,13 @@
 import { PgClient } from "@effect/sql-pg"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"
 import { intSetting } from "../Settings.ts"
-import { DatabaseUnavailable, isBug, operationTimeout, timedOut, unavailableOnFailure } from "./DatabaseUnavailable.ts"
+import {
+  DatabaseUnavailable,
+  isConnectionFailure,
+  operationTimeout,
+  timedOut,
+  unavailableOnFailure
+} from "./DatabaseUnavailable.ts"
 import {
   type FormulaRow,
   makeFormulaSql,
@@ -118,10 +124,17 @@ export class FormulaStore extends Context.Service<
          * "duplicate of our own id" means the first one committed; a first
          * one arriving later still finds the make-up taken and writes nothing.
          * No guess, no race with a statement still in flight.
+         *
+         * Only a connection failure leaves the outcome unknown. An error the
+         * server answered (a unique violation, a deadlock, ...) says the
+         * statement did not happen, and running it again would hide what
+         * caused it: it surfaces (DatabaseUnavailable.ts).
          */
         const insertOne = (formula: NewFormula): Effect.Effect<InsertOutcome, DatabaseUnavailable> =>
           writeOne(formula).pipe(
-            Effect.catchTag("SqlError", (error) => (isBug(error) ? Effect.die(error) : writeOne(formula))),
+            Effect.catchTag("SqlError", (error) =>
+              isConnectionFailure(error) ? writeOne(formula) : Effect.fail(error)
+            ),
             unavailableOnFailure,
             Effect.map((outcome) =>
               outcome._tag === "Created" || outcome.existingId === formula.id ? createdRow(formula) : outcome
@@ -157,9 +170,13 @@ export class FormulaStore extends Context.Service<
 
         const writeOne = (formula: NewFormula) => Effect.map(batchWrite([formula]), (outcomes) => outcomes[0]!)
 
-        // A failed batch is written again item by item with the same ids: each
-        // item learns whether the batch committed it (see insertOne), and one
-        // bad item cannot fail its neighbours.
+        // A batch whose outcome is unknown (connection lost, no answer in
+        // time) is written again item by item with the same ids: each item
+        // learns whether the batch committed it (see insertOne). A batch the
+        // server refused did not happen; every item gets that answer — a
+        // defect for a bug, DatabaseUnavailable otherwise — rather than a
+        // second chance that would hide it (a unique violation from a race,
+        // say, would vanish item by item).
         const insertBatch = (
           formulas: ReadonlyArray<NewFormula>
         ): Effect.Effect<ReadonlyArray<Exit.Exit<InsertOutcome, DatabaseUnavailable>>> =>
@@ -168,15 +185,19 @@ export class FormulaStore extends Context.Service<
             : batchWrite(formulas).pipe(
                 Effect.map((outcomes) => outcomes.map((outcome) => Exit.succeed(outcome))),
                 Effect.timeoutOrElse({ duration: operationTimeout, orElse: () => Effect.fail(timedOut) }),
-                Effect.catchCause(() =>
-                  Effect.forEach(formulas, (formula) => Effect.exit(insertOne(formula)), {
-                    concurrency: options.workers * 4
-                  }).pipe(
-                    Effect.timeoutOrElse({
-                      duration: operationTimeout,
-                      orElse: () => Effect.succeed(formulas.map(() => Exit.fail(timedOut)))
-                    })
-                  )
+                Effect.catch((error) =>
+                  error._tag === "DatabaseUnavailable" || isConnectionFailure(error)
+                    ? Effect.forEach(formulas, (formula) => Effect.exit(insertOne(formula)), {
+                        concurrency: options.workers * 4
+                      }).pipe(
+                        Effect.timeoutOrElse({
+                          duration: operationTimeout,
+                          orElse: () => Effect.succeed(formulas.map(() => Exit.fail(timedOut)))
+                        })
+                      )
+                    : Effect.map(Effect.exit(unavailableOnFailure(Effect.fail(error))), (exit) =>
+                        formulas.map(() => exit)
+                      )
                 ),
                 Effect.withSpan("FormulaStore.insertBatch", { attributes: { size: formulas.length } })
               )
