@@ -3,6 +3,9 @@
  * types (415 otherwise), at most 1 MiB (413), valid JSON (400), and numbers
  * kept exact (`parseJsonExact`) so concentrations are never rounded through
  * binary floating point before validation sees them.
+ *
+ * `readJsonBytes` stops at the bytes: `POST /formulas` has them judged off
+ * the event loop when they are large (SubmissionJudge.ts).
  */
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as NodeStream from "@effect/platform-node/NodeStream"
@@ -21,7 +24,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 const unreadable = () => new MalformedJson({ detail: "the request body could not be read" })
 
-const parse = (bytes: Uint8Array): Effect.Effect<unknown, MalformedJson> => {
+/** The body as JSON, parsed on the event loop: for bodies that are small (`readJsonBytes`' `maxBytes`). */
+export const parseJsonBody = (bytes: Uint8Array): Effect.Effect<unknown, MalformedJson> => {
   let text: string
   try {
     text = utf8.decode(bytes)
@@ -42,13 +46,13 @@ const parse = (bytes: Uint8Array): Effect.Effect<unknown, MalformedJson> => {
  * answer (npm run bench), so the common case takes this path and the others
  * (chunked bodies, `Expect: 100-continue`) take the platform's.
  */
-const readDeclaredJson = (source: IncomingMessage): Effect.Effect<unknown, MalformedJson> =>
+const readDeclared = (source: IncomingMessage): Effect.Effect<Uint8Array, MalformedJson> =>
   Effect.callback((resume) => {
     const chunks: Array<Buffer> = []
     const onData = (chunk: Buffer) => void chunks.push(chunk)
     const onEnd = () => {
       stop()
-      resume(parse(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)))
+      resume(Effect.succeed(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)))
     }
     const onFailure = () => {
       stop()
@@ -68,20 +72,23 @@ const readDeclaredJson = (source: IncomingMessage): Effect.Effect<unknown, Malfo
   })
 
 const readAnyBody = (
-  request: HttpServerRequest.HttpServerRequest
+  request: HttpServerRequest.HttpServerRequest,
+  maxBytes: number
 ): Effect.Effect<Uint8Array, PayloadTooLarge | MalformedJson> =>
   request.arrayBuffer.pipe(
     Effect.map((buffer) => new Uint8Array(buffer)),
-    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
+    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes)),
     // A chunked body has no declared length; the limited read is what stops it.
     Effect.mapError((error) =>
       error.cause instanceof NodeStream.MaxBytesError ? new PayloadTooLarge({}) : unreadable()
     )
   )
 
-export const readJsonBody = (
-  request: HttpServerRequest.HttpServerRequest
-): Effect.Effect<unknown, UnsupportedMediaType | PayloadTooLarge | MalformedJson> => {
+/** The bytes of a JSON body of at most `maxBytes` (which must not exceed `maxBodyBytes`), not yet parsed. */
+export const readJsonBytes = (
+  request: HttpServerRequest.HttpServerRequest,
+  maxBytes: number = maxBodyBytes
+): Effect.Effect<Uint8Array, UnsupportedMediaType | PayloadTooLarge | MalformedJson> => {
   const headers = request.headers
   const contentType = headers["content-type"]
   if (contentType === undefined || !jsonMediaType.test(contentType.trim())) {
@@ -89,9 +96,9 @@ export const readJsonBody = (
   }
   const declared = headers["content-length"]
   const declaredLength = Number(declared ?? "0")
-  if (declaredLength > maxBodyBytes) return Effect.fail(new PayloadTooLarge({}))
+  if (declaredLength > maxBytes) return Effect.fail(new PayloadTooLarge({}))
   const source = NodeHttpServerRequest.toIncomingMessage(request)
   return declared !== undefined && headers["expect"] === undefined && source instanceof IncomingMessage
-    ? readDeclaredJson(source)
-    : Effect.flatMap(readAnyBody(request), parse)
+    ? readDeclared(source)
+    : readAnyBody(request, maxBytes)
 }
