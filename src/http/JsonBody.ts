@@ -9,11 +9,12 @@
  */
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { ByteSize, Effect } from "effect"
+import { ByteSize, Effect, Result, Schema } from "effect"
 import { HttpIncomingMessage, type HttpServerRequest } from "effect/http"
 import { IncomingMessage } from "node:http"
 import { parseJsonExact } from "../domain/JsonExact.ts"
-import { MalformedJson, PayloadTooLarge, UnsupportedMediaType } from "./Problems.ts"
+import { type InvalidRequest, MalformedJson, PayloadTooLarge, UnsupportedMediaType } from "./Problems.ts"
+import { invalidRequest, requestErrors } from "./RequestProblems.ts"
 
 export const maxBodyBytes = 1024 * 1024
 
@@ -23,6 +24,11 @@ const jsonMediaType = /^application\/(?:[\w.+-]+\+)?json\s*(?:;.*)?$/i
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 const unreadable = () => new MalformedJson({ detail: "the request body could not be read" })
+
+const tooLarge = (maxBytes: number) =>
+  new PayloadTooLarge({
+    detail: `this request takes a body of at most ${maxBytes % 1024 === 0 ? `${maxBytes / 1024} KiB` : `${maxBytes} bytes`}`
+  })
 
 /** The body as JSON, parsed on the event loop: for bodies that are small (`readJsonBytes`' `maxBytes`). */
 export const parseJsonBody = (bytes: Uint8Array): Effect.Effect<unknown, MalformedJson> => {
@@ -79,9 +85,7 @@ const readAnyBody = (
     Effect.map((buffer) => new Uint8Array(buffer)),
     Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes)),
     // A chunked body has no declared length; the limited read is what stops it.
-    Effect.mapError((error) =>
-      error.cause instanceof NodeStream.MaxBytesError ? new PayloadTooLarge({}) : unreadable()
-    )
+    Effect.mapError((error) => (error.cause instanceof NodeStream.MaxBytesError ? tooLarge(maxBytes) : unreadable()))
   )
 
 /** The bytes of a JSON body of at most `maxBytes` (which must not exceed `maxBodyBytes`), not yet parsed. */
@@ -96,9 +100,66 @@ export const readJsonBytes = (
   }
   const declared = headers["content-length"]
   const declaredLength = Number(declared ?? "0")
-  if (declaredLength > maxBytes) return Effect.fail(new PayloadTooLarge({}))
+  if (declaredLength > maxBytes) return Effect.fail(tooLarge(maxBytes))
   const source = NodeHttpServerRequest.toIncomingMessage(request)
   return declared !== undefined && headers["expect"] === undefined && source instanceof IncomingMessage
     ? readDeclared(source)
     : readAnyBody(request, maxBytes)
 }
+
+/** True when the request carries no body at all (neither a length above 0 nor a chunked one). */
+const hasNoBody = (request: HttpServerRequest.HttpServerRequest): boolean => {
+  const length = request.headers["content-length"]
+  return length === undefined ? request.headers["transfer-encoding"] === undefined : Number(length) === 0
+}
+
+type BodyFailure = UnsupportedMediaType | PayloadTooLarge | MalformedJson | InvalidRequest
+
+const decodeSmallJsonBody = <A, Absent>(
+  request: HttpServerRequest.HttpServerRequest,
+  schema: Schema.Decoder<A>,
+  maxBytes: number,
+  absent: Effect.Effect<Absent, BodyFailure>
+): Effect.Effect<A | Absent, BodyFailure> => {
+  if (hasNoBody(request)) return absent
+  const decode = Schema.decodeUnknownResult(schema)
+  return readJsonBytes(request, maxBytes).pipe(
+    Effect.flatMap(
+      (bytes): Effect.Effect<unknown, BodyFailure> => (bytes.length === 0 ? absent : parseJsonBody(bytes))
+    ),
+    Effect.flatMap((json): Effect.Effect<A | Absent, BodyFailure> => {
+      const decoded = decode(json, { errors: "all" })
+      return Result.isSuccess(decoded)
+        ? Effect.succeed(decoded.success)
+        : Effect.fail(invalidRequest(requestErrors("body", decoded.failure.issue)))
+    })
+  )
+}
+
+/**
+ * A small JSON body decoded with `schema`: 415 / 413 / malformed-JSON 400 as
+ * for any body, then every problem of the value at `/body/…` (an
+ * invalid-request 400); no body at all is a problem at `/body`. Parsed on the
+ * event loop, so `maxBytes` must keep that quick.
+ */
+export const decodeJsonBody = <A>(
+  request: HttpServerRequest.HttpServerRequest,
+  schema: Schema.Decoder<A>,
+  maxBytes: number
+): Effect.Effect<A, BodyFailure> =>
+  decodeSmallJsonBody(
+    request,
+    schema,
+    maxBytes,
+    Effect.fail(invalidRequest([{ path: "/body", message: "is required: a JSON object" }]))
+  )
+
+/** `decodeJsonBody` for a body that may be left out: no body, an empty one or `null` is `undefined`. */
+export const decodeOptionalJsonBody = <A>(
+  request: HttpServerRequest.HttpServerRequest,
+  schema: Schema.Decoder<A>,
+  maxBytes: number
+): Effect.Effect<A | undefined, BodyFailure> =>
+  decodeSmallJsonBody(request, Schema.NullOr(schema), maxBytes, Effect.succeed(null)).pipe(
+    Effect.map((value) => value ?? undefined)
+  )

@@ -67,7 +67,7 @@ export class UnsupportedMediaType extends HttpApiError.Problem<UnsupportedMediaT
 export class PayloadTooLarge extends HttpApiError.Problem<PayloadTooLarge>()("PayloadTooLarge", {
   type: problemType("payload-too-large"),
   status: 413,
-  title: "The request body is larger than 1 MiB"
+  title: "The request body is too large"
 }) {}
 
 const duplicateFormula = {
