@@ -16,7 +16,9 @@ import { parseJsonExact } from "../domain/JsonExact.ts"
 import { type InvalidRequest, MalformedJson, PayloadTooLarge, UnsupportedMediaType } from "./Problems.ts"
 import { invalidRequest, requestErrors } from "./RequestProblems.ts"
 
-export const maxBodyBytes = 1024 * 1024
+const MiB = 1024 * 1024
+
+export const maxBodyBytes = MiB
 
 // application/json, or any application/*+json, with optional parameters (charset=utf-8).
 const jsonMediaType = /^application\/(?:[\w.+-]+\+)?json\s*(?:;.*)?$/i
@@ -25,10 +27,10 @@ const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 const unreadable = () => new MalformedJson({ detail: "the request body could not be read" })
 
+const sizeText = (bytes: number) => (bytes % MiB === 0 ? `${bytes / MiB} MiB` : `${bytes / 1024} KiB`)
+
 const tooLarge = (maxBytes: number) =>
-  new PayloadTooLarge({
-    detail: `this request takes a body of at most ${maxBytes % 1024 === 0 ? `${maxBytes / 1024} KiB` : `${maxBytes} bytes`}`
-  })
+  new PayloadTooLarge({ detail: `this request takes a body of at most ${sizeText(maxBytes)}` })
 
 /** The body as JSON, parsed on the event loop: for bodies that are small (`readJsonBytes`' `maxBytes`). */
 export const parseJsonBody = (bytes: Uint8Array): Effect.Effect<unknown, MalformedJson> => {
@@ -123,16 +125,16 @@ const decodeSmallJsonBody = <A, Absent>(
 ): Effect.Effect<A | Absent, BodyFailure> => {
   if (hasNoBody(request)) return absent
   const decode = Schema.decodeUnknownResult(schema)
-  return readJsonBytes(request, maxBytes).pipe(
-    Effect.flatMap(
-      (bytes): Effect.Effect<unknown, BodyFailure> => (bytes.length === 0 ? absent : parseJsonBody(bytes))
-    ),
-    Effect.flatMap((json): Effect.Effect<A | Absent, BodyFailure> => {
-      const decoded = decode(json, { errors: "all" })
-      return Result.isSuccess(decoded)
-        ? Effect.succeed(decoded.success)
-        : Effect.fail(invalidRequest(requestErrors("body", decoded.failure.issue)))
-    })
+  const decodeJson = (json: unknown): Effect.Effect<A, InvalidRequest> => {
+    const decoded = decode(json, { errors: "all" })
+    return Result.isSuccess(decoded)
+      ? Effect.succeed(decoded.success)
+      : Effect.fail(invalidRequest(requestErrors("body", decoded.failure.issue)))
+  }
+  return Effect.flatMap(
+    readJsonBytes(request, maxBytes),
+    (bytes): Effect.Effect<A | Absent, BodyFailure> =>
+      bytes.length === 0 ? absent : Effect.flatMap(parseJsonBody(bytes), decodeJson)
   )
 }
 

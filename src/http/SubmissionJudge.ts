@@ -9,9 +9,9 @@
  * goes on being answered while a hostile body is being judged.
  *
  * One worker: bodies that need it wait their turn in its message queue,
- * leaving the other core to the event loop. It starts with the layer and
- * stops with its scope; should it ever die, the requests it held fail (a
- * defect, 500) and the next request starts a new one.
+ * leaving the other core to the event loop. It starts with the first body
+ * that needs it and stops with the layer's scope; should it ever die, the
+ * requests it held fail (a defect, 500) and the next request starts a new one.
  */
 import { Context, Effect, Layer } from "effect"
 import { Worker } from "node:worker_threads"
@@ -61,14 +61,14 @@ export class SubmissionJudge extends Context.Service<
         return started
       }
 
-      yield* Effect.acquireRelease(
-        Effect.sync(() => (worker = start())),
-        () =>
-          Effect.promise(async () => {
-            const stopping = worker
-            worker = undefined
-            await stopping?.terminate()
-          })
+      // Started by the first body that needs it: most deployments never see one, and loading the
+      // worker's modules would compete with the database's start-up for the CPU.
+      yield* Effect.addFinalizer(() =>
+        Effect.promise(async () => {
+          const stopping = worker
+          worker = undefined
+          await stopping?.terminate()
+        })
       )
 
       const offThread = (bytes: Uint8Array, withRequestHash: boolean): Effect.Effect<Judgement> =>
