@@ -8,12 +8,16 @@ const annotations = OpenApi.annotations({
   description: "Accepts fragrance formulas; each distinct material make-up is stored once and announced once."
 })
 
+// A 400 lists every problem of the request (RequestProblems.ts), not only the first.
+const everyProblem = { errors: "all" } as const
+
 /** The whole HTTP API as documented: `/openapi.json`, `/docs`, clients. */
 export class Api extends HttpApi.make("formula-intake")
   .add(FormulasApi)
   .add(QueueApi)
   .add(SystemApi)
   .middleware(HttpApiMiddleware.ProblemDetails)
+  .annotate(HttpApi.ParseOptions, everyProblem)
   .annotateMerge(annotations) {}
 
 /**
@@ -25,4 +29,5 @@ export class ServedApi extends HttpApi.make("formula-intake")
   .add(QueueApi)
   .add(SystemApi)
   .middleware(HttpApiMiddleware.ProblemDetails)
+  .annotate(HttpApi.ParseOptions, everyProblem)
   .annotateMerge(annotations) {}

@@ -18,6 +18,8 @@ import {
   ServiceUnavailable,
   UnsupportedMediaType
 } from "./Problems.ts"
+import { Cursor } from "./Cursor.ts"
+import { QueryInt } from "./QueryInt.ts"
 
 export const MessageView = Schema.Struct({
   id: Schema.String,
@@ -40,7 +42,7 @@ export const FormulaPage = Schema.Struct({
   nextCursor: Schema.NullOr(Schema.String)
 })
 
-const Limit = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 100 }))
+const Limit = QueryInt({ minimum: 1, maximum: 100 })
 
 /**
  * `POST /formulas` as documented. It is served by a route of its own
@@ -79,7 +81,7 @@ const submit = HttpApiEndpoint.post("submit", "/formulas", {
 const list = HttpApiEndpoint.get("list", "/formulas", {
   query: {
     limit: Schema.optional(Limit).annotate({ description: "1–100, default 20" }),
-    cursor: Schema.optional(Schema.String).annotate({ description: "nextCursor of the previous page" })
+    cursor: Schema.optional(Cursor).annotate({ description: "nextCursor of the previous page" })
   },
   success: FormulaPage,
   error: [InvalidRequest, ServiceUnavailable]

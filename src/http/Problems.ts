@@ -6,20 +6,44 @@
  */
 import { Schema } from "effect"
 import { HttpApiError } from "effect/http-api"
+import { MAX_LISTED_ERRORS } from "../domain/Formula.ts"
 import { formulaUrl } from "./FormulaView.ts"
 
 const problemType = (name: string) => `urn:formula-intake:problem:${name}` as const
 
-/** One validation failure: where (`materials[2].concentration`) and what. */
+/** One validation failure: where (a JSON Pointer: `/materials/2/concentration`, `/query/limit`) and what. */
 export const ValidationIssue = Schema.Struct({
   path: Schema.String,
   message: Schema.String
 })
 
+/** The problems of a validation 400: every one found, up to `MAX_LISTED_ERRORS`, and how many more. */
+const validationErrors = {
+  errors: Schema.Array(ValidationIssue).annotate({
+    description: `Every problem found, each with a JSON Pointer path; at most ${MAX_LISTED_ERRORS}`
+  }),
+  moreErrors: Schema.optionalKey(
+    Schema.Int.annotate({
+      description: `Present when more than ${MAX_LISTED_ERRORS} problems were found: how many are not listed`
+    })
+  )
+}
+
+/** `errors` capped at `MAX_LISTED_ERRORS`, with `moreErrors` and a `detail` saying so when some are left out. */
+export const listedErrors = (
+  errors: ReadonlyArray<typeof ValidationIssue.Type>,
+  moreErrors = Math.max(0, errors.length - MAX_LISTED_ERRORS)
+) => {
+  const listed = errors.slice(0, MAX_LISTED_ERRORS)
+  return moreErrors === 0
+    ? { errors: listed }
+    : { errors: listed, moreErrors, detail: `${listed.length} problems listed, and ${moreErrors} more` }
+}
+
 export class InvalidFormula extends HttpApiError.Problem<InvalidFormula>()(
   "InvalidFormula",
   { type: problemType("invalid-formula"), status: 400, title: "The formula is not valid" },
-  { errors: Schema.Array(ValidationIssue) }
+  validationErrors
 ) {}
 
 export class MalformedJson extends HttpApiError.Problem<MalformedJson>()("MalformedJson", {
@@ -31,7 +55,7 @@ export class MalformedJson extends HttpApiError.Problem<MalformedJson>()("Malfor
 export class InvalidRequest extends HttpApiError.Problem<InvalidRequest>()(
   "InvalidRequest",
   { type: problemType("invalid-request"), status: 400, title: "The request is not valid" },
-  { errors: Schema.Array(ValidationIssue) }
+  validationErrors
 ) {}
 
 export class UnsupportedMediaType extends HttpApiError.Problem<UnsupportedMediaType>()("UnsupportedMediaType", {
@@ -43,7 +67,7 @@ export class UnsupportedMediaType extends HttpApiError.Problem<UnsupportedMediaT
 export class PayloadTooLarge extends HttpApiError.Problem<PayloadTooLarge>()("PayloadTooLarge", {
   type: problemType("payload-too-large"),
   status: 413,
-  title: "The request body is larger than 1 MiB"
+  title: "The request body is too large"
 }) {}
 
 const duplicateFormula = {

@@ -5,6 +5,7 @@
  */
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
+import { InvalidRequest, MalformedJson, PayloadTooLarge, UnsupportedMediaType } from "./Problems.ts"
 
 /** A receipt or the stale / unknown / settled receipt problem: 409, RFC 9457. */
 export class QueueReceiptInvalid extends HttpApiError.Problem<QueueReceiptInvalid>()(
@@ -40,6 +41,26 @@ export const ReceiveRequest = Schema.Struct({
     description: "Long poll: wait up to this long for a message; default 0"
   })
 })
+
+export const AckRequest = Schema.Struct({ receipt: Receipt })
+
+export const NackRequest = Schema.Struct({
+  receipt: Receipt,
+  delayMs: Schema.optionalKey(int(0, limits.delayMs)).annotate({
+    description: "Stay invisible this long before redelivery; default 0"
+  }),
+  error: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(4096))).annotate({
+    description: "Why processing failed; kept as the message's last error"
+  })
+})
+
+export const ExtendRequest = Schema.Struct({
+  receipt: Receipt,
+  visibilityTimeoutMs: int(0, limits.visibilityTimeoutMs)
+})
+
+/** What a queue request's JSON body can be answered with (QueueHandlers.ts reads and decodes it). */
+const bodyProblems = [InvalidRequest, MalformedJson, UnsupportedMediaType, PayloadTooLarge] as const
 
 export const QueueDelivery = Schema.Struct({
   messageId: Schema.String,
@@ -89,7 +110,8 @@ export class QueueApi extends HttpApiGroup.make("queue")
     HttpApiEndpoint.post("receive", "/queue/receive", {
       // An empty body means all defaults.
       payload: [ReceiveRequest, Schema.Null],
-      success: Schema.Struct({ messages: Schema.Array(QueueDelivery) })
+      success: Schema.Struct({ messages: Schema.Array(QueueDelivery) }),
+      error: bodyProblems
     }).annotateMerge(
       OpenApi.annotations({
         summary: "Receive messages",
@@ -98,22 +120,14 @@ export class QueueApi extends HttpApiGroup.make("queue")
       })
     ),
     HttpApiEndpoint.post("ack", "/queue/ack", {
-      payload: Schema.Struct({ receipt: Receipt }),
+      payload: AckRequest,
       success: HttpApiSchema.NoContent,
-      error: QueueReceiptInvalid
+      error: [QueueReceiptInvalid, ...bodyProblems]
     }).annotateMerge(OpenApi.annotations({ summary: "Acknowledge a delivery: the message is done" })),
     HttpApiEndpoint.post("nack", "/queue/nack", {
-      payload: Schema.Struct({
-        receipt: Receipt,
-        delayMs: Schema.optionalKey(int(0, limits.delayMs)).annotate({
-          description: "Stay invisible this long before redelivery; default 0"
-        }),
-        error: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(4096))).annotate({
-          description: "Why processing failed; kept as the message's last error"
-        })
-      }),
+      payload: NackRequest,
       success: HttpApiSchema.NoContent,
-      error: QueueReceiptInvalid
+      error: [QueueReceiptInvalid, ...bodyProblems]
     }).annotateMerge(
       OpenApi.annotations({
         summary: "Give a delivery back for redelivery",
@@ -121,9 +135,9 @@ export class QueueApi extends HttpApiGroup.make("queue")
       })
     ),
     HttpApiEndpoint.post("extend", "/queue/extend", {
-      payload: Schema.Struct({ receipt: Receipt, visibilityTimeoutMs: int(0, limits.visibilityTimeoutMs) }),
+      payload: ExtendRequest,
       success: HttpApiSchema.NoContent,
-      error: QueueReceiptInvalid
+      error: [QueueReceiptInvalid, ...bodyProblems]
     }).annotateMerge(OpenApi.annotations({ summary: "Keep a delivery invisible: new deadline = now + timeout" })),
     HttpApiEndpoint.get("stats", "/queue/stats", {
       success: QueueStatsView
