@@ -18,7 +18,7 @@
  * names the request that got it, and the hot path's 409 costs a copy of a
  * few hundred bytes instead of a parse and a new encoding.
  */
-import { Cause, Context, Effect, LogLevel, Metric, References, type Types } from "effect"
+import { Cause, Context, Effect, Metric, type Types } from "effect"
 import {
   HttpBody,
   HttpRouter,
@@ -28,7 +28,7 @@ import {
   HttpServerResponse
 } from "effect/http"
 import { counterFamily } from "../observability/Counters.ts"
-import { accessLogSetting, logRequest, pathOf } from "./AccessLog.ts"
+import { accessLogSetting, infoLogged, logRequest, pathOf } from "./AccessLog.ts"
 import { MethodNotAllowed, NotFound } from "./Problems.ts"
 import { requestIdHeader, requestIdOf } from "./RequestId.ts"
 import { RouteTable } from "./RouteTable.ts"
@@ -103,17 +103,22 @@ export const responseMiddleware = (options: { readonly accessLog?: boolean | und
           const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
           const started = performance.now()
           const requestId = requestIdOf(request.headers[requestIdHeader])
-          const logs = accessLog && !LogLevel.isGreaterThan(fiber.getRef(References.MinimumLogLevel), "Info")
+          const logs = accessLog && infoLogged(fiber)
 
           const finish = (response: HttpServerResponse.HttpServerResponse) => {
             const sent = decorate(response, requestId)
             count(request.method, String(sent.status))
-            return logs
-              ? Effect.as(
-                  logRequest(request.method, pathOf(request.url), sent.status, performance.now() - started, requestId),
-                  sent
-                )
-              : Effect.succeed(sent)
+            if (logs) {
+              logRequest(
+                fiber,
+                request.method,
+                pathOf(request.url),
+                sent.status,
+                performance.now() - started,
+                requestId
+              )
+            }
+            return Effect.succeed(sent)
           }
 
           return Effect.matchCauseEffect(httpEffect, {

@@ -10,6 +10,7 @@ import { HttpApiBuilder, HttpApiScalar, OpenApi } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import { createServer } from "node:http"
 import * as Runtime from "../Runtime.ts"
+import * as JsonLines from "../observability/JsonLines.ts"
 import { Api, ServedApi } from "./Api.ts"
 import { FormulasHandlers, SystemHandlers } from "./FormulasHandlers.ts"
 import { makeQueueHandlers } from "./QueueHandlers.ts"
@@ -72,7 +73,16 @@ export const serve = <E, R>(runtime: Layer.Layer<Runtime.RuntimeServices, E, R>)
     Layer.provide(runtime)
   )
 
-export const layer = serve(Runtime.layer)
+// LOG_FORMAT=json writes log lines through the batched JSON-lines logger. The logging configuration
+// (LOG_LEVEL, LOG_FORMAT and its default, lifecycle lines) belongs to observability/Logging.ts, another
+// change: this is only what the access log's benchmark (npm run bench) needs until that lands.
+const logFormat = Layer.unwrap(
+  Effect.map(Config.withDefault(Config.String("LOG_FORMAT"), ""), (format) =>
+    format === "json" ? JsonLines.layer : Layer.empty
+  )
+)
+
+export const layer = serve(Runtime.layer).pipe(Layer.provide(logFormat))
 
 // SIGINT/SIGTERM interrupt the server: that is the normal way to stop it, so
 // exit 0 (the default maps interruption to 130, which process supervisors
