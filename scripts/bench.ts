@@ -54,6 +54,7 @@ import {
   writeFileSync
 } from "node:fs"
 import * as os from "node:os"
+import { spawnSync } from "node:child_process"
 import { join, delimiter } from "node:path"
 import { distinctBodies, formulaBody } from "./bench/bodies.ts"
 import { renderChart, type Series } from "./bench/chart.ts"
@@ -610,6 +611,28 @@ const accessLogOutput: Record<"on" | "off", { bytes: number; lastLine: string }>
   off: { bytes: 0, lastLine: "" }
 }
 
+const lineModes = ["none", "default", "consoleJson", "jsonLines"] as const
+/** µs of CPU per access log line, by the loggers it went to (scripts/bench/log-line.ts), one figure per repetition. */
+const lineCosts = new Map<(typeof lineModes)[number], Array<number>>()
+const lineScript = join(repoRoot, "scripts/bench/log-line.ts")
+
+/** One run of scripts/bench/log-line.ts, its lines written to a file in `tmp` (as a service's would be). */
+const measureLine = (mode: (typeof lineModes)[number], tmp: string) => {
+  const fd = openSync(join(tmp, `log-line-${mode}.log`), "w")
+  try {
+    const child = spawnSync(process.execPath, [lineScript, mode, "50000"], {
+      cwd: repoRoot,
+      stdio: ["ignore", fd, "pipe"],
+      encoding: "utf8"
+    })
+    const last = child.stderr.trim().split("\n").at(-1) ?? ""
+    if (child.status !== 0) throw new Error(`log-line.ts ${mode} failed: ${child.stderr}`)
+    return (JSON.parse(last) as { cpuUs: number }).cpuUs
+  } finally {
+    closeSync(fd)
+  }
+}
+
 const median = (values: ReadonlyArray<number>) => {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = sorted.length >> 1
@@ -709,6 +732,16 @@ const accessLogPhase = async (tmp: string) => {
       accessLogOutput[mode] = lastLogLine(server.logFile)
     }
   }
+  for (let repetition = 0; repetition < 3; repetition++) {
+    for (const mode of lineModes) lineCosts.set(mode, [...(lineCosts.get(mode) ?? []), measureLine(mode, tmp)])
+  }
+  commands.set(
+    "one line's CPU",
+    `node scripts/bench/log-line.ts {${lineModes.join(",")}} 50000 > $TMP/log-line-MODE.log`
+  )
+  log(
+    `  one access log line, µs of CPU (median of 3): ${lineModes.map((mode) => `${mode} ${median(lineCosts.get(mode)!).toFixed(2)}`).join(", ")}`
+  )
   const summary = accessLogSummary()
   log(
     `  access log on / off: throughput ${ratio(summary.ratio)}, server CPU per request ${ratio(summary.cpuRatio)} (${summary.cpuOn.toFixed(1)} vs ${summary.cpuOff.toFixed(1)} µs)`
@@ -733,7 +766,11 @@ const renderAccessLogSection = (m: Awaited<ReturnType<typeof basicMachine>>) => 
       `${durationS} s measured after a ${warmupS} s warm-up, to each in turn, ${accessLogRounds} rounds, the order alternating by round.`
   )
   for (const [kind, command] of commands) {
-    if (kind.startsWith("service, access log") || kind.startsWith("wrk duplicates, access log"))
+    if (
+      kind.startsWith("service, access log") ||
+      kind.startsWith("wrk duplicates, access log") ||
+      kind === "one line's CPU"
+    )
       out.push(`  - ${kind}: \`${command}\``)
   }
   out.push("")
@@ -745,19 +782,43 @@ const renderAccessLogSection = (m: Awaited<ReturnType<typeof basicMachine>>) => 
     )
   }
   out.push("")
-  out.push(
-    `Medians: **${fmt(summary.on)}/s with the access log, ${fmt(summary.off)}/s without: ${ratio(summary.ratio)}** ` +
-      `(target ≥ 0.95×: **${summary.ratio >= 0.95 ? "met" : "not met"}**); the server's CPU time per request ${summary.cpuOn.toFixed(1)} µs vs ${summary.cpuOff.toFixed(1)} µs (${ratio(summary.cpuRatio)}). ` +
-      `CPU per request is the steadier figure on a shared machine: another program's load slows both throughputs but leaves it alone.`
-  )
-  out.push("")
   const disturbedRuns = accessLogRuns
     .filter((run) => disturbed(run))
     .map((run) => `round ${run.round} ${run.accessLog}`)
+  const verdict =
+    disturbedRuns.length > 0
+      ? "**not established**: another program was using the machine (below)"
+      : `**${summary.ratio >= 0.95 ? "met" : "not met"}**`
+  out.push(
+    `Medians: **${fmt(summary.on)}/s with the access log, ${fmt(summary.off)}/s without: ${ratio(summary.ratio)}** (target ≥ 0.95×: ${verdict}); ` +
+      `the server's CPU time per request ${summary.cpuOn.toFixed(1)} µs vs ${summary.cpuOff.toFixed(1)} µs (${ratio(summary.cpuRatio)}).`
+  )
+  out.push("")
   if (disturbedRuns.length > 0) {
     out.push(
-      `**Disturbed**: another program was using the machine around ${disturbedRuns.join(", ")} (see **other** and **before**, in cores).`
+      `**Disturbed**: another program was using the machine around ${disturbedRuns.join(", ")} (**other** and **before**, in cores of ${m.cores}); ` +
+        `those figures, and their ratio, say little about the access log.`
     )
+    out.push("")
+  }
+  if (lineCosts.size > 0) {
+    const cost = (mode: (typeof lineModes)[number]) => median(lineCosts.get(mode)!)
+    out.push(
+      `One line's CPU time, in a loop in one process (\`scripts/bench/log-line.ts\`, 50,000 lines to a file, median of 3), by the loggers it goes to — ` +
+        `against the service's CPU time per duplicate answered without the access log, ${summary.cpuOff.toFixed(1)} µs in this run:`
+    )
+    out.push("")
+    out.push("| loggers | µs per line | share of a duplicate's CPU |")
+    out.push("| --- | ---: | ---: |")
+    const names = {
+      none: "none (making the line and calling the loggers)",
+      default: "Effect's default logger",
+      consoleJson: "`Logger.consoleJson`",
+      jsonLines: "`JsonLines` (the service's `LOG_FORMAT=json`)"
+    } as const
+    for (const mode of lineModes) {
+      out.push(`| ${names[mode]} | ${cost(mode).toFixed(2)} | ${((100 * cost(mode)) / summary.cpuOff).toFixed(1)} % |`)
+    }
     out.push("")
   }
   out.push(
