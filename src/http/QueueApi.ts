@@ -5,7 +5,7 @@
  */
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
-import { InvalidRequest, MalformedJson, PayloadTooLarge, UnsupportedMediaType } from "./Problems.ts"
+import { InvalidRequest, MalformedJson, PayloadTooLarge, UnsupportedMediaType, problemMembers } from "./Problems.ts"
 
 /** A receipt or the stale / unknown / settled receipt problem: 409, RFC 9457. */
 export class QueueReceiptInvalid extends HttpApiError.Problem<QueueReceiptInvalid>()(
@@ -15,7 +15,7 @@ export class QueueReceiptInvalid extends HttpApiError.Problem<QueueReceiptInvali
     status: 409,
     title: "The receipt does not name a current delivery"
   },
-  { receipt: Schema.String }
+  { receipt: Schema.String, ...problemMembers }
 ) {}
 
 const int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))

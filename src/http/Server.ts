@@ -4,38 +4,20 @@
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Config, Context, Effect, Exit, Layer, Metric, Runtime as EffectRuntime } from "effect"
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { Cause, Config, Effect, Exit, Layer, Runtime as EffectRuntime } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar, OpenApi } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import { createServer } from "node:http"
 import * as Runtime from "../Runtime.ts"
-import { counterFamily } from "../observability/Counters.ts"
+import * as JsonLines from "../observability/JsonLines.ts"
 import { Api, ServedApi } from "./Api.ts"
 import { FormulasHandlers, SystemHandlers } from "./FormulasHandlers.ts"
 import { makeQueueHandlers } from "./QueueHandlers.ts"
 import { SubmitRoute } from "./SubmitRoute.ts"
 import { layerRequestProblems } from "./RequestProblems.ts"
-
-const httpRequests = Metric.counter("http_requests_total", { description: "HTTP responses by method and status" })
-
-// Counts every response, and makes every 503 say when to come back (RFC 9110 §10.2.3).
-const ResponseMiddleware = HttpRouter.middleware(
-  Effect.map(
-    counterFamily(httpRequests, ["method", "status"]),
-    (count) => (httpEffect) =>
-      Effect.withFiber((fiber) => {
-        const method = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest).method
-        return Effect.map(httpEffect, (response) => {
-          count(method, String(response.status))
-          return response.status === 503 && response.headers["retry-after"] === undefined
-            ? HttpServerResponse.setHeader(response, "retry-after", "1")
-            : response
-        })
-      })
-  ),
-  { global: true }
-)
+import { responseMiddleware } from "./ResponseMiddleware.ts"
+import { recorded, RouteTable } from "./RouteTable.ts"
 
 // The document describes the whole API, POST /formulas included (ServedApi leaves it to SubmitRoute);
 // built once, at the first request.
@@ -46,18 +28,29 @@ const openApiDocument = HttpRouter.add(
   Effect.sync(() => (openApi ??= HttpServerResponse.jsonUnsafe(OpenApi.fromApi(Api))))
 )
 
-/** All routes, needing only the runtime's services. */
-export const routes = Layer.mergeAll(
-  HttpApiBuilder.layer(ServedApi).pipe(
-    Layer.provide([FormulasHandlers, SystemHandlers, makeQueueHandlers(ServedApi)]),
-    Layer.provide(layerRequestProblems)
-  ),
-  SubmitRoute,
-  openApiDocument,
-  HttpApiScalar.layer(Api, { path: "/docs", scalar: { withDefaultFonts: false } }),
-  PrometheusMetrics.layerHttp({ path: "/metrics" }),
-  ResponseMiddleware
-)
+/**
+ * All routes, needing only the runtime's services, behind the middleware every
+ * answer goes through (ResponseMiddleware.ts). Access log lines as ACCESS_LOG
+ * says, unless `accessLog` is given.
+ */
+export const makeRoutes = (options: { readonly accessLog?: boolean | undefined } = {}) =>
+  Layer.mergeAll(
+    recorded(
+      Layer.mergeAll(
+        HttpApiBuilder.layer(ServedApi).pipe(
+          Layer.provide([FormulasHandlers, SystemHandlers, makeQueueHandlers(ServedApi)]),
+          Layer.provide(layerRequestProblems)
+        ),
+        SubmitRoute,
+        openApiDocument,
+        HttpApiScalar.layer(Api, { path: "/docs", scalar: { withDefaultFonts: false } }),
+        PrometheusMetrics.layerHttp({ path: "/metrics" })
+      )
+    ),
+    responseMiddleware(options)
+  ).pipe(Layer.provide(RouteTable.layer))
+
+export const routes = makeRoutes()
 
 /**
  * Routes served on `PORT`, with `runtime` behind them.
@@ -68,8 +61,8 @@ export const routes = Layer.mergeAll(
  * other way round: stop accepting and finish requests, then the runtime.
  */
 export const serve = <E, R>(runtime: Layer.Layer<Runtime.RuntimeServices, E, R>) =>
-  // No log line per request: it cost ~8% of a request's CPU (npm run bench);
-  // /metrics counts responses by method and status instead.
+  // The platform's request logger is off: it cost ~8% of a request's CPU (npm run bench).
+  // ResponseMiddleware writes a cheaper access log line instead.
   HttpRouter.serve(routes, { disableLogger: true }).pipe(
     Layer.provide(
       NodeHttpServer.layerConfig(createServer, {
@@ -80,7 +73,16 @@ export const serve = <E, R>(runtime: Layer.Layer<Runtime.RuntimeServices, E, R>)
     Layer.provide(runtime)
   )
 
-export const layer = serve(Runtime.layer)
+// LOG_FORMAT=json writes log lines through the batched JSON-lines logger. The logging configuration
+// (LOG_LEVEL, LOG_FORMAT and its default, lifecycle lines) belongs to observability/Logging.ts, another
+// change: this is only what the access log's benchmark (npm run bench) needs until that lands.
+const logFormat = Layer.unwrap(
+  Effect.map(Config.withDefault(Config.String("LOG_FORMAT"), ""), (format) =>
+    format === "json" ? JsonLines.layer : Layer.empty
+  )
+)
+
+export const layer = serve(Runtime.layer).pipe(Layer.provide(logFormat))
 
 // SIGINT/SIGTERM interrupt the server: that is the normal way to stop it, so
 // exit 0 (the default maps interruption to 130, which process supervisors

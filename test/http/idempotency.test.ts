@@ -59,7 +59,13 @@ for (const database of testDatabases) {
           assert.strictEqual(again.status, 409)
           assert.strictEqual(again.headers.get("idempotent-replayed"), "true")
           assert.include(again.headers.get("content-type") ?? "", "application/problem+json")
-          assert.deepStrictEqual(again.json, first.json)
+          // The same body but for requestId, which names the request each answer went to.
+          const { requestId: firstId, ...firstBody } = first.json
+          const { requestId: againId, ...againBody } = again.json
+          assert.deepStrictEqual(againBody, firstBody)
+          assert.strictEqual(firstId, first.headers.get("x-request-id"))
+          assert.strictEqual(againId, again.headers.get("x-request-id"))
+          assert.notStrictEqual(againId, firstId)
         })
       )
 
