@@ -3,15 +3,15 @@
  *
  *   export const QueueHandlers = makeQueueHandlers(Api)
  *
- * The layer needs `MessageQueue` and `HttpApiMiddleware.ProblemDetails`
- * (provide `HttpApiMiddleware.layerProblemDetails(...)` after it, as for the
- * other groups).
+ * The layer needs `MessageQueue` and `RequestProblems` (provide
+ * `layerRequestProblems` after it, as for the other groups).
  */
 import { DateTime, Effect, type Layer } from "effect"
-import { HttpApiBuilder, type HttpApi, type HttpApiGroup, type HttpApiMiddleware } from "effect/http-api"
+import { HttpApiBuilder, type HttpApi, type HttpApiGroup } from "effect/http-api"
 import { MessageQueue } from "../queue/MessageQueue.ts"
 import type { ReceiptInvalid } from "../queue/QueueErrors.ts"
 import { QueueApi, QueueReceiptInvalid } from "./QueueApi.ts"
+import type { RequestProblems } from "./RequestProblems.ts"
 
 const toProblem = (error: ReceiptInvalid) =>
   Effect.fail(new QueueReceiptInvalid({ receipt: error.receipt, detail: error.message }))
@@ -23,7 +23,7 @@ const toProblem = (error: ReceiptInvalid) =>
  */
 export const makeQueueHandlers = <ApiId extends string, Groups extends HttpApiGroup.Constraint>(
   api: HttpApi.HttpApi<ApiId, Groups | typeof QueueApi>
-): Layer.Layer<HttpApiGroup.Service<ApiId, "queue">, never, MessageQueue | HttpApiMiddleware.ProblemDetails> =>
+): Layer.Layer<HttpApiGroup.Service<ApiId, "queue">, never, MessageQueue | RequestProblems> =>
   HttpApiBuilder.group(
     // The group is looked up by name at runtime; typing against QueueApi alone
     // keeps the handlers checked whatever else the API holds.

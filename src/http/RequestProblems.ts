@@ -1,8 +1,15 @@
 /**
- * Request decoding failures (query, path, headers) rendered like every other
- * 400 of this API: an `invalid-request` problem whose `errors` carry JSON
- * Pointer paths (`/query/limit`), the same shape as a formula's validation
- * errors — so clients parse one 400 format.
+ * Request decoding failures (query, path, headers, body) rendered like every
+ * other 400 of this API: an `invalid-request` problem whose `errors` carry
+ * JSON Pointer paths (`/query/limit`), the same shape as a formula's
+ * validation errors — so clients parse one 400 format.
+ *
+ * A middleware of our own rather than `HttpApiMiddleware.ProblemDetails`:
+ * that one declares a 400 `about:blank` problem and a 500 on every endpoint
+ * of the OpenAPI document, answers this API never gives (a request error is
+ * an `invalid-request`; a 500 is a bug, not a documented answer). This one
+ * declares nothing: each endpoint whose request can fail to decode lists
+ * `InvalidRequest` itself, so the document shows a 400 exactly there.
  */
 import { Cause, Effect, ErrorReporter, SchemaIssue } from "effect"
 import { HttpServerRespondable } from "effect/http"
@@ -19,21 +26,22 @@ const pointer = (segments: ReadonlyArray<PropertyKey | { readonly key: PropertyK
     })
     .join("")
 
-export const layerRequestProblems = HttpApiMiddleware.layerSchemaErrorTransform(
-  HttpApiMiddleware.ProblemDetails,
-  (error) => {
-    // Our own response failed to encode: a bug, reported, and a bare 500.
-    if (error.kind === "Body" || error.kind === "ResponseHeaders") {
-      return Effect.andThen(
-        ErrorReporter.report(Cause.fail(error)),
-        HttpServerRespondable.toResponse(new HttpApiError.InternalServerErrorProblem())
-      )
-    }
-    const slot = error.kind.toLowerCase()
-    const errors = formatIssues(error.cause.issue).issues.map((issue) => ({
-      path: pointer([slot, ...(issue.path ?? [])]),
-      message: issue.message
-    }))
-    return HttpServerRespondable.toResponse(new InvalidRequest({ errors }))
+export class RequestProblems extends HttpApiMiddleware.Service<RequestProblems>()(
+  "formula-intake/http/RequestProblems"
+) {}
+
+export const layerRequestProblems = HttpApiMiddleware.layerSchemaErrorTransform(RequestProblems, (error) => {
+  // Our own response failed to encode: a bug, reported, and a bare 500 (undocumented, like any defect's).
+  if (error.kind === "Body" || error.kind === "ResponseHeaders") {
+    return Effect.andThen(
+      ErrorReporter.report(Cause.fail(error)),
+      HttpServerRespondable.toResponse(new HttpApiError.InternalServerErrorProblem())
+    )
   }
-)
+  const slot = error.kind.toLowerCase()
+  const errors = formatIssues(error.cause.issue).issues.map((issue) => ({
+    path: pointer([slot, ...(issue.path ?? [])]),
+    message: issue.message
+  }))
+  return HttpServerRespondable.toResponse(new InvalidRequest({ errors }))
+})
