@@ -25,7 +25,16 @@ export const example = <Sc extends Schema.ConstraintEncoder<unknown>>(
   schema: Sc,
   summary: string,
   value: Sc["Type"]
-): Example => ({ summary, encoded: () => Schema.encodeSync(schema)(value) })
+): Example => ({
+  summary,
+  encoded: () => {
+    try {
+      return Schema.encodeSync(schema)(value)
+    } catch (error) {
+      throw new Error(`example "${summary}" does not encode with its schema: ${error}`)
+    }
+  }
+})
 
 type Examples = Example | ReadonlyArray<Example>
 
@@ -53,49 +62,53 @@ const retryAfter = {
   required: true
 }
 
-/**
- * OpenAPI annotations for an endpoint: `annotateMerge(documented({ … }))`.
- * `parameters` gives each path, query or header parameter an example value
- * as it is written in the request (a string); `responses` is keyed by
- * status, and each example goes to every media type of that response. A
- * parameter or status the endpoint does not have is a mistake in the
- * description, and building the document throws, naming it.
- */
-export const documented = (options: {
+/** What `documented` says of an endpoint. */
+export interface Documentation {
   readonly summary: string
   readonly description?: string
+  /** An example value of each path, query or header parameter, as written in a request. */
   readonly parameters?: Readonly<Record<string, string>>
   readonly request?: Examples
+  /** By status; each example goes to every media type of that response. */
   readonly responses?: Readonly<Record<number, Examples>>
-}) =>
+}
+
+const withExamples = (operation: Record<string, any>, documentation: Documentation) => {
+  for (const [name, value] of Object.entries(documentation.parameters ?? {})) {
+    const parameter = operation["parameters"].find((parameter: { name: string }) => parameter.name === name)
+    if (parameter === undefined) throw new Error(`it has no parameter ${name} to show an example of`)
+    parameter.example = value
+  }
+  if (documentation.request !== undefined) {
+    if (operation["requestBody"] === undefined) throw new Error("it has no request body to show an example of")
+    setExamples(operation["requestBody"].content, documentation.request)
+  }
+  for (const [status, examples] of Object.entries(documentation.responses ?? {})) {
+    const response = operation["responses"][status]
+    if (response?.content === undefined) throw new Error(`it has no ${status} body to show an example of`)
+    setExamples(response.content, examples)
+  }
+  // Server.ts adds it to every 503 that does not carry one.
+  const unavailable = operation["responses"]["503"]
+  if (unavailable !== undefined) unavailable.headers = { ...unavailable.headers, "retry-after": retryAfter }
+  return operation
+}
+
+/**
+ * OpenAPI annotations for an endpoint: `annotateMerge(documented({ … }))`.
+ * A parameter or status the endpoint does not have, or an example its
+ * schema does not encode, is a mistake in the description: building the
+ * document throws, naming the operation and the example.
+ */
+export const documented = (documentation: Documentation) =>
   OpenApi.annotations({
-    summary: options.summary,
-    description: options.description,
+    summary: documentation.summary,
+    description: documentation.description,
     transform: (operation) => {
-      for (const [name, value] of Object.entries(options.parameters ?? {})) {
-        const parameter = operation.parameters.find((parameter: { name: string }) => parameter.name === name)
-        if (parameter === undefined) {
-          throw new Error(`OpenAPI: ${operation.operationId} has no parameter ${name} to show an example of`)
-        }
-        parameter.example = value
+      try {
+        return withExamples(operation, documentation)
+      } catch (error) {
+        throw new Error(`OpenAPI ${operation["operationId"]}: ${error instanceof Error ? error.message : error}`)
       }
-      if (options.request !== undefined) {
-        if (operation.requestBody === undefined) {
-          throw new Error(`OpenAPI: ${operation.operationId} has no request body to show an example of`)
-        }
-        setExamples(operation.requestBody.content, options.request)
-      }
-      for (const [status, examples] of Object.entries(options.responses ?? {})) {
-        const response = operation.responses[status]
-        if (response === undefined || response.content === undefined) {
-          throw new Error(`OpenAPI: ${operation.operationId} has no ${status} body to show an example of`)
-        }
-        setExamples(response.content, examples)
-      }
-      // Server.ts adds it to every 503 that does not carry one.
-      if (operation.responses["503"] !== undefined) {
-        operation.responses["503"].headers = { ...operation.responses["503"].headers, "retry-after": retryAfter }
-      }
-      return operation
     }
   })
