@@ -5,7 +5,34 @@ import { QueueApi } from "./QueueApi.ts"
 import { RequestProblems } from "./RequestProblems.ts"
 import { SystemApi, SystemServedApi } from "./SystemApi.ts"
 
+/** Removes `additionalProperties: false` from `schema` and the schemas written inside it (not behind a `$ref`). */
+const allowUnknownFields = (schema: unknown): void => {
+  if (Array.isArray(schema)) return schema.forEach(allowUnknownFields)
+  if (typeof schema !== "object" || schema === null) return
+  const record = schema as Record<string, unknown>
+  if (record["additionalProperties"] === false) delete record["additionalProperties"]
+  Object.values(record).forEach(allowUnknownFields)
+}
+
+/**
+ * Request bodies as the service reads them: unknown fields are ignored
+ * (Effect's default; clients may send more than we read), while the
+ * generator writes `additionalProperties: false` into every object schema.
+ * Responses keep it: they carry exactly their fields.
+ */
+const openRequestBodies = (spec: Record<string, any>) => {
+  for (const item of Object.values(spec["paths"] as Record<string, Record<string, any>>)) {
+    for (const operation of Object.values(item)) {
+      for (const mediaType of Object.values(operation.requestBody?.content ?? {})) {
+        allowUnknownFields((mediaType as { schema?: unknown }).schema)
+      }
+    }
+  }
+  return spec
+}
+
 const annotations = OpenApi.annotations({
+  transform: openRequestBodies,
   title: "Formula intake",
   version: packageJson.version,
   description:
