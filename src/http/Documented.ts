@@ -77,7 +77,8 @@ const withExamples = (operation: Record<string, any>, documentation: Documentati
   for (const [name, value] of Object.entries(documentation.parameters ?? {})) {
     const parameter = operation["parameters"].find((parameter: { name: string }) => parameter.name === name)
     if (parameter === undefined) throw new Error(`it has no parameter ${name} to show an example of`)
-    parameter.example = value
+    // On the schema, where the docs page's request snippets read it (without one an optional header is sent empty).
+    parameter.schema = { ...parameter.schema, examples: [value] }
   }
   if (documentation.request !== undefined) {
     if (operation["requestBody"] === undefined) throw new Error("it has no request body to show an example of")

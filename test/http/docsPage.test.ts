@@ -112,6 +112,11 @@ describe("the docs page in Chromium", () => {
           )
           assert.include(seen.submit, '"name": "Summer Breeze"', "the documented submission is shown")
           assert.include(seen.submit, '"concentration": 15.5')
+          assert.include(
+            seen.submit,
+            "idempotency-key: summer-breeze",
+            "the request snippet sends the documented header"
+          )
           assert.include(seen.receive, '"visibilityTimeoutMs": 30000', "the documented receive is shown")
         }),
       // A browser start and a page that parses the whole document: slow on a busy machine.

@@ -109,6 +109,10 @@ const rejection = (schemas: ReadonlyArray<Schema.Top>, value: unknown): string |
 /** The body schema of a response schema (`WithHeaders` wraps it with its headers). */
 const bodyOf = (schema: Schema.Top): Schema.Top => (HttpApiSchema.isWithHeaders(schema) ? schema.schema : schema)
 
+/** A parameter's example, as `documented` writes it: on its schema. */
+const parameterExample = (parameter: OpenApi.OpenAPISpecParameter): unknown =>
+  (parameter.schema as { examples?: ReadonlyArray<unknown> }).examples?.[0]
+
 type MediaType = { readonly examples?: Record<string, { readonly value: unknown }> }
 
 const examplesOf = (mediaType: MediaType): Array<unknown> =>
@@ -188,7 +192,7 @@ describe("the OpenAPI document", () => {
         if (parameters.length === 0) continue
         const values: Record<string, unknown> = {}
         for (const parameter of parameters) {
-          const example = (parameter as { example?: unknown }).example
+          const example = parameterExample(parameter)
           assert.isString(example, `${name} has an example of its ${location} parameter ${parameter.name}`)
           values[parameter.name] = example
         }
@@ -265,7 +269,7 @@ const callDocumented = (
       Object.fromEntries(
         operation.operation.parameters
           .filter((parameter) => parameter.in === location)
-          .map((parameter) => [parameter.name, String((parameter as { example?: unknown }).example)])
+          .map((parameter) => [parameter.name, String(parameterExample(parameter))])
       )
     const params = { ...example("path"), ...live.params }
     const path = operation.path.replace(/\{(\w+)\}/g, (_, key: string) => encodeURIComponent(params[key]!))
