@@ -3,9 +3,8 @@
  *
  *   export const QueueHandlers = makeQueueHandlers(Api)
  *
- * The layer needs `MessageQueue` and `HttpApiMiddleware.ProblemDetails`
- * (provide `HttpApiMiddleware.layerProblemDetails(...)` after it, as for the
- * other groups).
+ * The layer needs `MessageQueue` and `RequestProblems` (provide
+ * `layerRequestProblems` after it, as for the other groups).
  *
  * The endpoints with a body read it themselves (`handleRaw`, `decodeJsonBody`)
  * rather than leave it to HttpApi, so that it is judged like a formula's: a
@@ -15,7 +14,7 @@
  * loop, and `maxBodyBytes` keeps that quick whatever a client sends.
  */
 import { DateTime, Effect, type Layer } from "effect"
-import { HttpApiBuilder, type HttpApi, type HttpApiGroup, type HttpApiMiddleware } from "effect/http-api"
+import { HttpApiBuilder, type HttpApi, type HttpApiGroup } from "effect/http-api"
 import { MessageQueue } from "../queue/MessageQueue.ts"
 import type { ReceiptInvalid } from "../queue/QueueErrors.ts"
 import { decodeJsonBody, decodeOptionalJsonBody } from "./JsonBody.ts"
@@ -23,6 +22,7 @@ import { AckRequest, ExtendRequest, NackRequest, QueueApi, QueueReceiptInvalid, 
 
 /** The largest body a queue request may have (a receipt, a reason of at most 4096 characters, room to grow). */
 export const maxBodyBytes = 128 * 1024
+import type { RequestProblems } from "./RequestProblems.ts"
 
 const toProblem = (error: ReceiptInvalid) =>
   Effect.fail(new QueueReceiptInvalid({ receipt: error.receipt, detail: error.message }))
@@ -34,7 +34,7 @@ const toProblem = (error: ReceiptInvalid) =>
  */
 export const makeQueueHandlers = <ApiId extends string, Groups extends HttpApiGroup.Constraint>(
   api: HttpApi.HttpApi<ApiId, Groups | typeof QueueApi>
-): Layer.Layer<HttpApiGroup.Service<ApiId, "queue">, never, MessageQueue | HttpApiMiddleware.ProblemDetails> =>
+): Layer.Layer<HttpApiGroup.Service<ApiId, "queue">, never, MessageQueue | RequestProblems> =>
   HttpApiBuilder.group(
     // The group is looked up by name at runtime; typing against QueueApi alone
     // keeps the handlers checked whatever else the API holds.

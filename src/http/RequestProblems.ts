@@ -6,6 +6,13 @@
  * same shape as a formula's validation errors, so clients parse one 400
  * format. Every problem is listed (the API decodes with `errors: "all"`:
  * Api.ts), up to the same cap as a formula's.
+ *
+ * A middleware of our own rather than `HttpApiMiddleware.ProblemDetails`:
+ * that one declares a 400 `about:blank` problem and a 500 on every endpoint
+ * of the OpenAPI document, answers this API never gives (a request error is
+ * an `invalid-request`; a 500 is a bug, not a documented answer). This one
+ * declares nothing: each endpoint whose request can fail to decode lists
+ * `InvalidRequest` itself, so the document shows a 400 exactly there.
  */
 import { Cause, Effect, ErrorReporter, JsonPointer, SchemaIssue } from "effect"
 import { HttpServerRespondable } from "effect/http"
@@ -37,16 +44,17 @@ export const requestErrors = (part: RequestPart, issue: SchemaIssue.Issue): Arra
 export const invalidRequest = (errors: ReadonlyArray<typeof ValidationIssue.Type>) =>
   new InvalidRequest(listedErrors(errors))
 
-export const layerRequestProblems = HttpApiMiddleware.layerSchemaErrorTransform(
-  HttpApiMiddleware.ProblemDetails,
-  (error) => {
-    // Our own response failed to encode: a bug, reported, and a bare 500.
-    if (error.kind === "Body" || error.kind === "ResponseHeaders") {
-      return Effect.andThen(
-        ErrorReporter.report(Cause.fail(error)),
-        HttpServerRespondable.toResponse(new HttpApiError.InternalServerErrorProblem())
-      )
-    }
-    return HttpServerRespondable.toResponse(invalidRequest(requestErrors(partOf[error.kind], error.cause.issue)))
+export class RequestProblems extends HttpApiMiddleware.Service<RequestProblems>()(
+  "formula-intake/http/RequestProblems"
+) {}
+
+export const layerRequestProblems = HttpApiMiddleware.layerSchemaErrorTransform(RequestProblems, (error) => {
+  // Our own response failed to encode: a bug, reported, and a bare 500 (undocumented, like any defect's).
+  if (error.kind === "Body" || error.kind === "ResponseHeaders") {
+    return Effect.andThen(
+      ErrorReporter.report(Cause.fail(error)),
+      HttpServerRespondable.toResponse(new HttpApiError.InternalServerErrorProblem())
+    )
   }
-)
+  return HttpServerRespondable.toResponse(invalidRequest(requestErrors(partOf[error.kind], error.cause.issue)))
+})

@@ -43,7 +43,12 @@ export const makeRoutes = (options: { readonly accessLog?: boolean | undefined }
         ),
         SubmitRoute,
         openApiDocument,
-        HttpApiScalar.layer(Api, { path: "/docs", scalar: { withDefaultFonts: false } }),
+        // Every tag open, so the sidebar lists every operation; no separate models section (each operation shows
+        // its schemas, and the component names carry Effect's "Encoded" suffix). Tested in Chromium: docsPage.test.ts.
+        HttpApiScalar.layer(Api, {
+          path: "/docs",
+          scalar: { withDefaultFonts: false, defaultOpenAllTags: true, hideModels: true }
+        }),
         PrometheusMetrics.layerHttp({ path: "/metrics" })
       )
     ),

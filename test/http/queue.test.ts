@@ -6,20 +6,18 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
 import { HttpClient, HttpClientRequest, HttpRouter } from "effect/http"
-import { HttpApi, HttpApiBuilder, HttpApiMiddleware, OpenApi } from "effect/http-api"
+import { HttpApi, HttpApiBuilder, OpenApi } from "effect/http-api"
 import { TestClock } from "effect/testing"
 import { QueueApi } from "../../src/http/QueueApi.ts"
 import { makeQueueHandlers } from "../../src/http/QueueHandlers.ts"
+import { layerRequestProblems } from "../../src/http/RequestProblems.ts"
 import { MessageQueue, type MessageQueueOptions, type QueueStats } from "../../src/queue/MessageQueue.ts"
 
 class TestApi extends HttpApi.make("queue-test").add(QueueApi) {}
 
 const serverWith = (options: MessageQueueOptions) =>
   HttpRouter.serve(
-    HttpApiBuilder.layer(TestApi).pipe(
-      Layer.provide(makeQueueHandlers(TestApi)),
-      Layer.provide(HttpApiMiddleware.layerProblemDetails({ includeDetails: true }))
-    ),
+    HttpApiBuilder.layer(TestApi).pipe(Layer.provide(makeQueueHandlers(TestApi)), Layer.provide(layerRequestProblems)),
     { disableLogger: true, disableListenLog: true }
   ).pipe(Layer.provideMerge(MessageQueue.layerWith(options)), Layer.provideMerge(NodeHttpServer.layerTest))
 
