@@ -3,8 +3,11 @@
  * through `FormulaIntake` and consume their `FormulaSubmitted` messages with
  * an in-process consumer.
  *
- *   node examples/embed.ts            (embedded database in memory)
- *   DATABASE_URL=postgres://… node examples/embed.ts
+ *   npx node examples/embed.ts            (embedded database in memory)
+ *   DATABASE_URL=postgres://… npx node examples/embed.ts
+ *
+ * `npx node` is the project's pinned Node 24 (the `node` devDependency): a
+ * system Node older than 24 cannot run a .ts file or this project.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Deferred, Effect } from "effect"

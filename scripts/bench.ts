@@ -2,6 +2,7 @@
  * HTTP submission benchmark (`npm run bench`).
  *
  *   node scripts/bench.ts [--quick] [--write | --no-write] [--levels=1,16,64] [--duration=6] [--warmup=2]
+ *                         [--only=access-log]
  *
  * Starts the service (`node src/main.ts`) as a child process on a free port,
  * once on PostgreSQL (a fresh database `bench_<pid>`, created and dropped here)
@@ -15,6 +16,14 @@
  * In the same run it measures the references: pgbench running the same SQL
  * statement, one submission per transaction, on the same database (scripts/bench/submission.pgbench.sql), and
  * a bare node:http server answering a canned 409 (scripts/bench/bare-server.ts).
+ *
+ * The access log's cost: two services on PGlite, one with ACCESS_LOG=true and
+ * one with ACCESS_LOG=false (both LOG_FORMAT=json, what a service whose
+ * output is not a terminal writes), take the duplicate load in alternating
+ * runs at one concurrency (16, or the highest level below it); the ratio of
+ * their throughputs (on / off, medians), and of the server's CPU time per
+ * request, go between the `<!-- bench:access-log -->` markers.
+ * `--only=access-log` measures that alone (needs wrk, not PostgreSQL).
  *
  * Prints a Markdown section; a full run writes it between the
  * `<!-- bench:http -->` markers of BENCHMARKS.md and draws BENCHMARKS-chart.svg.
@@ -32,8 +41,20 @@
  * postgres://postgres@127.0.0.1:5432/postgres; it must be allowed to CREATE
  * DATABASE).
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, accessSync, constants } from "node:fs"
+import {
+  accessSync,
+  closeSync,
+  constants,
+  fstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  writeFileSync
+} from "node:fs"
 import * as os from "node:os"
+import { spawnSync } from "node:child_process"
 import { join, delimiter } from "node:path"
 import { distinctBodies, formulaBody } from "./bench/bodies.ts"
 import { renderChart, type Series } from "./bench/chart.ts"
@@ -61,14 +82,15 @@ const argv = process.argv.slice(2)
 const flag = (name: string) => argv.includes(`--${name}`)
 const option = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
 for (const arg of argv) {
-  if (!/^--(quick|write|no-write|levels=[\d,]+|duration=\d+|warmup=\d+)$/.test(arg)) {
+  if (!/^--(quick|write|no-write|levels=[\d,]+|duration=\d+|warmup=\d+|only=access-log)$/.test(arg)) {
     console.error(
-      `unknown argument ${arg}\nusage: node scripts/bench.ts [--quick] [--write|--no-write] [--levels=1,16,64] [--duration=S] [--warmup=S]`
+      `unknown argument ${arg}\nusage: node scripts/bench.ts [--quick] [--write|--no-write] [--levels=1,16,64] [--duration=S] [--warmup=S] [--only=access-log]`
     )
     process.exit(2)
   }
 }
 const quick = flag("quick")
+const onlyAccessLog = option("only") === "access-log"
 const levels = (option("levels") ?? "1,16,64").split(",").map(Number)
 const durationS = Number(option("duration") ?? (quick ? 1 : 6))
 const warmupS = Number(option("warmup") ?? 1 + (quick ? 0 : 1))
@@ -571,17 +593,251 @@ const pglitePhase = async (tmp: string) => {
   }
 }
 
+// --- the access log's cost ---------------------------------------------------------
+
+interface AccessLogRun {
+  readonly accessLog: "on" | "off"
+  readonly round: number
+  readonly result: WrkResult
+  readonly cpu: CpuUse | undefined
+  readonly background: number | undefined
+}
+
+const accessLogRuns: Array<AccessLogRun> = []
+const accessLogConcurrency = levels.includes(16) ? 16 : Math.max(levels[0]!, ...levels.filter((c) => c <= 16))
+const accessLogRounds = quick ? 3 : 5
+const accessLogOutput: Record<"on" | "off", { bytes: number; lastLine: string }> = {
+  on: { bytes: 0, lastLine: "" },
+  off: { bytes: 0, lastLine: "" }
+}
+
+const lineModes = ["none", "default", "consoleJson", "jsonLines"] as const
+/** µs of CPU per access log line, by the loggers it went to (scripts/bench/log-line.ts), one figure per repetition. */
+const lineCosts = new Map<(typeof lineModes)[number], Array<number>>()
+const lineScript = join(repoRoot, "scripts/bench/log-line.ts")
+
+/** One run of scripts/bench/log-line.ts, its lines written to a file in `tmp` (as a service's would be). */
+const measureLine = (mode: (typeof lineModes)[number], tmp: string) => {
+  const fd = openSync(join(tmp, `log-line-${mode}.log`), "w")
+  try {
+    const child = spawnSync(process.execPath, [lineScript, mode, "50000"], {
+      cwd: repoRoot,
+      stdio: ["ignore", fd, "pipe"],
+      encoding: "utf8"
+    })
+    const last = child.stderr.trim().split("\n").at(-1) ?? ""
+    if (child.status !== 0) throw new Error(`log-line.ts ${mode} failed: ${child.stderr}`)
+    return (JSON.parse(last) as { cpuUs: number }).cpuUs
+  } finally {
+    closeSync(fd)
+  }
+}
+
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+/** The server's CPU time per answered request, in µs. */
+const cpuPerRequestUs = (run: AccessLogRun) => (run.cpu === undefined ? NaN : (run.cpu.server * 1e6) / run.result.rate)
+
+/** The size of a log file and its last complete line (without reading it whole: it can be large). */
+const lastLogLine = (file: string) => {
+  const fd = openSync(file, "r")
+  try {
+    const bytes = fstatSync(fd).size
+    const buffer = Buffer.alloc(Math.min(bytes, 4096))
+    readSync(fd, buffer, 0, buffer.length, bytes - buffer.length)
+    return { bytes, lastLine: buffer.toString("utf8").trimEnd().split("\n").at(-1) ?? "" }
+  } finally {
+    closeSync(fd)
+  }
+}
+
+const accessLogSummary = () => {
+  const rates = (mode: "on" | "off") => accessLogRuns.filter((r) => r.accessLog === mode).map((r) => r.result.rate)
+  const cpus = (mode: "on" | "off") =>
+    accessLogRuns.filter((r) => r.accessLog === mode && r.cpu !== undefined).map(cpuPerRequestUs)
+  const on = median(rates("on"))
+  const off = median(rates("off"))
+  const cpuOn = median(cpus("on"))
+  const cpuOff = median(cpus("off"))
+  return { on, off, ratio: on / off, cpuOn, cpuOff, cpuRatio: cpuOn / cpuOff }
+}
+
+/**
+ * Two services on PGlite, access log on and off, both writing JSON lines to a
+ * file as a service run by a supervisor would; the duplicate load on each in
+ * turn, the order alternating by round so that drift in the machine's speed
+ * falls on both alike.
+ */
+const accessLogPhase = async (tmp: string) => {
+  const c = accessLogConcurrency
+  setOwnDatabase(undefined)
+  log(`Access log: ACCESS_LOG=true vs false, duplicates at concurrency ${c}, ${accessLogRounds} rounds`)
+  const servers: Partial<Record<"on" | "off", RunningServer>> = {}
+  try {
+    for (const mode of ["on", "off"] as const) {
+      const server = await startService({
+        database: { dataDir: join(tmp, `pglite-access-log-${mode}`) },
+        logFile: join(tmp, `service-access-log-${mode}.log`),
+        env: { ACCESS_LOG: mode === "on" ? "true" : "false", LOG_FORMAT: "json" }
+      })
+      servers[mode] = server
+      commands.set(
+        `service, access log ${mode}`,
+        server.command.replaceAll(tmp, "$TMP").replace(/PORT=\d+/, "PORT=$PORT")
+      )
+    }
+    const files: Partial<Record<"on" | "off", string>> = {}
+    for (const mode of ["on", "off"] as const) {
+      const bodies = distinctBodies(`access-log-${mode}-${runId}`, fixedSetSize)
+      for (const body of bodies) {
+        const first = await post(servers[mode]!.baseUrl, body)
+        if (first.status !== 201) throw new Error(`priming a duplicate make-up answered ${first.status}: ${first.body}`)
+      }
+      files[mode] = join(tmp, `duplicates-access-log-${mode}.txt`)
+      writeFixedRequests(
+        files[mode],
+        bodies.map((body) => ({ body }))
+      )
+    }
+    for (let round = 1; round <= accessLogRounds; round++) {
+      const order = round % 2 === 1 ? (["on", "off"] as const) : (["off", "on"] as const)
+      for (const mode of order) {
+        const server = servers[mode]!
+        const {
+          best: { main, cpu, background }
+        } = await drive(
+          server,
+          c,
+          () => ({ mode: "fixed", file: files[mode]!, replay: false }),
+          tmp,
+          `wrk duplicates, access log ${mode}`
+        )
+        const run: AccessLogRun = { accessLog: mode, round, result: main, cpu, background }
+        accessLogRuns.push(run)
+        log(
+          `  access log ${mode.padEnd(3)} round ${round} c=${String(c).padStart(3)}: ${fmt(main.rate).padStart(7)}/s  p99 ${ms(main.latencyMs.p99)} ms  server ${cpuPerRequestUs(run).toFixed(1)} µs/request  [${describeStatuses(main)}]` +
+            cpuText(cpu, background)
+        )
+      }
+    }
+  } finally {
+    for (const mode of ["on", "off"] as const) {
+      const server = servers[mode]
+      if (server === undefined) continue
+      await server.stop()
+      accessLogOutput[mode] = lastLogLine(server.logFile)
+    }
+  }
+  for (let repetition = 0; repetition < 3; repetition++) {
+    for (const mode of lineModes) lineCosts.set(mode, [...(lineCosts.get(mode) ?? []), measureLine(mode, tmp)])
+  }
+  commands.set(
+    "one line's CPU",
+    `node scripts/bench/log-line.ts {${lineModes.join(",")}} 50000 > $TMP/log-line-MODE.log`
+  )
+  log(
+    `  one access log line, µs of CPU (median of 3): ${lineModes.map((mode) => `${mode} ${median(lineCosts.get(mode)!).toFixed(2)}`).join(", ")}`
+  )
+  const summary = accessLogSummary()
+  log(
+    `  access log on / off: throughput ${ratio(summary.ratio)}, server CPU per request ${ratio(summary.cpuRatio)} (${summary.cpuOn.toFixed(1)} vs ${summary.cpuOff.toFixed(1)} µs)`
+  )
+}
+
+const renderAccessLogSection = (m: Awaited<ReturnType<typeof basicMachine>>) => {
+  const summary = accessLogSummary()
+  const c = accessLogConcurrency
+  const args = process.argv.slice(2).join(" ")
+  const out: Array<string> = []
+  out.push("<!-- bench:access-log -->")
+  out.push("## Access log cost (duplicates, `POST /formulas` → 409)")
+  out.push("")
+  out.push(`- Date: ${m.date}`)
+  out.push(`- Service: ${m.revision}`)
+  out.push(`- Machine: ${m.cores} × ${m.cpu}, ${m.ramGiB.toFixed(1)} GiB, ${m.kernel}, Node ${m.node}, ${m.wrkVersion}`)
+  out.push(`- Command: \`npm run bench${args === "" ? "" : ` -- ${args}`}\` (\`node scripts/bench.ts\`)`)
+  out.push(
+    `- Two services on PGlite from the same tree, started alike but for \`ACCESS_LOG=true\` / \`ACCESS_LOG=false\`, both \`LOG_FORMAT=json\` with their output going to a file ` +
+      `(what a supervised service does); wrk sends the duplicate load (${fixedSetSize} stored make-ups round-robin, every answer a 409) at concurrency ${c}, ` +
+      `${durationS} s measured after a ${warmupS} s warm-up, to each in turn, ${accessLogRounds} rounds, the order alternating by round.`
+  )
+  for (const [kind, command] of commands) {
+    if (
+      kind.startsWith("service, access log") ||
+      kind.startsWith("wrk duplicates, access log") ||
+      kind === "one line's CPU"
+    )
+      out.push(`  - ${kind}: \`${command}\``)
+  }
+  out.push("")
+  out.push("| round | access log | submissions/s | p50 ms | p99 ms | server CPU µs/request | other cores | before |")
+  out.push("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+  for (const run of accessLogRuns) {
+    out.push(
+      `| ${run.round} | ${run.accessLog} | ${fmt(run.result.rate)} | ${ms(run.result.latencyMs.p50)} | ${ms(run.result.latencyMs.p99)} | ${cpuPerRequestUs(run).toFixed(1)} | ${cores(run.cpu?.other)} | ${cores(run.background)} |`
+    )
+  }
+  out.push("")
+  const disturbedRuns = accessLogRuns
+    .filter((run) => disturbed(run))
+    .map((run) => `round ${run.round} ${run.accessLog}`)
+  const verdict =
+    disturbedRuns.length > 0
+      ? "**not established**: another program was using the machine (below)"
+      : `**${summary.ratio >= 0.95 ? "met" : "not met"}**`
+  out.push(
+    `Medians: **${fmt(summary.on)}/s with the access log, ${fmt(summary.off)}/s without: ${ratio(summary.ratio)}** (target ≥ 0.95×: ${verdict}); ` +
+      `the server's CPU time per request ${summary.cpuOn.toFixed(1)} µs vs ${summary.cpuOff.toFixed(1)} µs (${ratio(summary.cpuRatio)}).`
+  )
+  out.push("")
+  if (disturbedRuns.length > 0) {
+    out.push(
+      `**Disturbed**: another program was using the machine around ${disturbedRuns.join(", ")} (**other** and **before**, in cores of ${m.cores}); ` +
+        `those figures, and their ratio, say little about the access log.`
+    )
+    out.push("")
+  }
+  if (lineCosts.size > 0) {
+    const cost = (mode: (typeof lineModes)[number]) => median(lineCosts.get(mode)!)
+    out.push(
+      `One line's CPU time, in a loop in one process (\`scripts/bench/log-line.ts\`, 50,000 lines to a file, median of 3), by the loggers it goes to — ` +
+        `against the service's CPU time per duplicate answered without the access log, ${summary.cpuOff.toFixed(1)} µs in this run:`
+    )
+    out.push("")
+    out.push("| loggers | µs per line | share of a duplicate's CPU |")
+    out.push("| --- | ---: | ---: |")
+    const names = {
+      none: "none (making the line and calling the loggers)",
+      default: "Effect's default logger",
+      consoleJson: "`Logger.consoleJson`",
+      jsonLines: "`JsonLines` (the service's `LOG_FORMAT=json`)"
+    } as const
+    for (const mode of lineModes) {
+      out.push(`| ${names[mode]} | ${cost(mode).toFixed(2)} | ${((100 * cost(mode)) / summary.cpuOff).toFixed(1)} % |`)
+    }
+    out.push("")
+  }
+  out.push(
+    `Output: the service with the access log wrote ${(accessLogOutput.on.bytes / 1024 ** 2).toFixed(1)} MiB, its last line \`${accessLogOutput.on.lastLine.slice(0, 300).replaceAll("`", "'")}\`; ` +
+      `the one without wrote ${(accessLogOutput.off.bytes / 1024 ** 2).toFixed(1)} MiB.`
+  )
+  out.push("<!-- /bench:access-log -->")
+  return out.join("\n")
+}
+
 // --- report ------------------------------------------------------------------------
 
-const machine = async () => {
+const basicMachine = async () => {
   const cpus = os.cpus()
-  const pg = await serverFacts(adminUrl)
   // wrk --version prints its version line and exits 1.
   const wrkVersion = (await run("wrk", ["--version"])).stdout
     .split("\n")[0]!
     .replace(/ Copyright.*/, "")
     .trim()
-  const pgbenchVersion = (await runOk("pgbench", ["--version"])).trim()
   // The service measured is the working tree as it is, committed or not.
   const git = await run("git", ["-C", repoRoot, "rev-parse", "--short", "HEAD"])
   const dirty = await run("git", ["-C", repoRoot, "status", "--porcelain", "--", "src"])
@@ -598,11 +854,15 @@ const machine = async () => {
     ramGiB: os.totalmem() / 1024 ** 3,
     kernel: `${os.platform()} ${os.release()}`,
     node: process.version,
-    pg,
-    wrkVersion,
-    pgbenchVersion
+    wrkVersion
   }
 }
+
+const machine = async () => ({
+  ...(await basicMachine()),
+  pg: await serverFacts(adminUrl),
+  pgbenchVersion: (await runOk("pgbench", ["--version"])).trim()
+})
 
 const refFor = (cell: Cell) => {
   if (cell.result === undefined) return undefined
@@ -818,15 +1078,16 @@ const chart = () => {
   return renderChart({ title: "POST /formulas — closed loop, wrk, 2 cores shared", levels, series })
 }
 
-const writeSection = (file: string, section: string) => {
+/** Writes `section` between its `<!-- bench:NAME -->` markers in `file` (appended if they are not there). */
+const writeSection = (file: string, name: string, section: string) => {
   let text: string
   try {
     text = readFileSync(file, "utf8")
   } catch {
     text = "# Benchmarks\n"
   }
-  const start = text.indexOf("<!-- bench:http -->")
-  const endMarker = "<!-- /bench:http -->"
+  const start = text.indexOf(`<!-- bench:${name} -->`)
+  const endMarker = `<!-- /bench:${name} -->`
   const end = text.indexOf(endMarker)
   const next =
     start !== -1 && end > start
@@ -837,11 +1098,31 @@ const writeSection = (file: string, section: string) => {
 
 // --- main --------------------------------------------------------------------------
 
+/** `--only=access-log`: the access log's cost alone. */
+const accessLogOnly = async (tmp: string) => {
+  const m = await basicMachine()
+  log(`bench: the access log's cost; ${m.cores} × ${m.cpu}, Node ${m.node}`)
+  await accessLogPhase(tmp)
+  const section = renderAccessLogSection(m)
+  const scratch = join(repoRoot, ".bench")
+  mkdirSync(scratch, { recursive: true })
+  writeFileSync(join(scratch, "bench-access-log.json"), JSON.stringify({ machine: m, runs: accessLogRuns }, null, 2))
+  log("")
+  log(section)
+  if (write) {
+    writeSection(join(repoRoot, "BENCHMARKS.md"), "access-log", section)
+    log("\nwrote BENCHMARKS.md (bench:access-log section)")
+  } else {
+    writeFileSync(join(scratch, "bench-access-log.md"), section + "\n")
+    log("\nwrote .bench/bench-access-log.md (BENCHMARKS.md untouched; --write to update it)")
+  }
+}
+
 const main = async () => {
   const major = Number(process.versions.node.split(".")[0])
   if (major < 24)
     throw new Error(`Node ${process.version}: run through \`npm run bench\` so the project's Node 24 is used`)
-  const missing = ["wrk", "pgbench", "psql"].filter((c) => !onPath(c))
+  const missing = (onlyAccessLog ? ["wrk"] : ["wrk", "pgbench", "psql"]).filter((c) => !onPath(c))
   if (missing.length > 0) {
     throw new Error(
       `missing ${missing.join(", ")} on PATH (Debian: apt-get install -y ${missing.includes("wrk") ? "wrk " : ""}${missing.some((c) => c !== "wrk") ? "postgresql-client" : ""})`
@@ -851,14 +1132,20 @@ const main = async () => {
   const began = performance.now()
   const tmp = mkdtempSync(join(os.tmpdir(), "formula-bench-"))
   onCleanup(`temporary directory ${tmp}`, () => removeDir(tmp))
+  if (onlyAccessLog) {
+    await accessLogOnly(tmp)
+    return
+  }
   const m = await machine()
   log(
     `bench: ${durationS} s per cell after ${warmupS} s warm-up, concurrency ${levels.join(", ")}; ${m.cores} × ${m.cpu}, Node ${m.node}, PostgreSQL ${m.pg.version}`
   )
   await postgresPhase(tmp)
   await pglitePhase(tmp)
+  await accessLogPhase(tmp)
   const totalS = (performance.now() - began) / 1000
   const section = renderSection(m, totalS)
+  const accessLogSection = renderAccessLogSection(m)
   const svg = chart()
   const scratch = join(repoRoot, ".bench")
   mkdirSync(scratch, { recursive: true })
@@ -874,7 +1161,8 @@ const main = async () => {
         pgbench: [...pgbench],
         bare: [...bare],
         totals: [...totals],
-        notes
+        notes,
+        accessLog: accessLogRuns
       },
       null,
       2
@@ -882,12 +1170,15 @@ const main = async () => {
   )
   log("")
   log(section)
+  log("")
+  log(accessLogSection)
   if (write) {
-    writeSection(join(repoRoot, "BENCHMARKS.md"), section)
+    writeSection(join(repoRoot, "BENCHMARKS.md"), "http", section)
+    writeSection(join(repoRoot, "BENCHMARKS.md"), "access-log", accessLogSection)
     writeFileSync(join(repoRoot, "BENCHMARKS-chart.svg"), svg)
-    log("\nwrote BENCHMARKS.md (bench:http section) and BENCHMARKS-chart.svg")
+    log("\nwrote BENCHMARKS.md (bench:http and bench:access-log sections) and BENCHMARKS-chart.svg")
   } else {
-    writeFileSync(join(scratch, "bench-http.md"), section + "\n")
+    writeFileSync(join(scratch, "bench-http.md"), section + "\n\n" + accessLogSection + "\n")
     writeFileSync(join(scratch, "BENCHMARKS-chart.svg"), svg)
     log(`\nwrote .bench/bench-http.md and .bench/BENCHMARKS-chart.svg (BENCHMARKS.md untouched; --write to update it)`)
   }

@@ -177,6 +177,13 @@ export const LogLevelSetting: Setting<LogLevel.LogLevel> = setting(
   ).pipe(Config.withDefault<LogLevel.LogLevel>("Info"))
 )
 
+/** One line per request (src/http/AccessLog.ts). */
+export const AccessLogSetting: Setting<boolean> = setting(
+  "ACCESS_LOG",
+  "true or false",
+  Config.Boolean("ACCESS_LOG").pipe(Config.withDefault(true))
+)
+
 export type LogFormat = "json" | "pretty"
 
 /** Default: pretty for a person at a terminal, json for a log collector. */
@@ -223,6 +230,7 @@ export const definitions = {
   databaseWaitMs: DatabaseWaitMs,
   logLevel: LogLevelSetting,
   logFormat: LogFormatSetting,
+  accessLog: AccessLogSetting,
   queueCapacity: QueueCapacity,
   queueVisibilityTimeoutMs: QueueVisibilityTimeoutMs,
   queueMaxDeliveries: QueueMaxDeliveries,

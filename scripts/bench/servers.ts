@@ -107,13 +107,15 @@ export const startService = (options: {
   readonly logFile: string
   /** Shown instead of the real URL in the report. */
   readonly shownUrl?: string
+  /** More settings (ACCESS_LOG, LOG_FORMAT, …). */
+  readonly env?: Record<string, string>
 }): Promise<RunningServer> => {
   const dbEnv: Record<string, string> =
     "url" in options.database ? { DATABASE_URL: options.database.url } : { DATA_DIR: options.database.dataDir }
   return start({
     what: "url" in options.database ? "service on PostgreSQL" : "service on PGlite",
     script: join(repoRoot, "src/main.ts"),
-    env: { ...dbEnv, QUEUE_CAPACITY: "10000000" },
+    env: { ...dbEnv, QUEUE_CAPACITY: "10000000", ...options.env },
     dropEnv: "url" in options.database ? ["DATA_DIR"] : ["DATABASE_URL"],
     logFile: options.logFile,
     graceMs: 20_000,

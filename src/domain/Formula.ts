@@ -9,10 +9,12 @@
  * Unknown extra fields are ignored and dropped from the decoded value (Effect's default), so clients may send
  * more than we read without breaking.
  *
- * Errors: `FormulaInvalid.errors` lists every problem as `{ path, message }`. `path` is a JSON Pointer
- * (RFC 6901) into the submitted JSON: `/materials/2/concentration`, `/name`, and `""` for the body itself.
- * Problems come in input order; cross-material ones (duplicate names, total over 100) follow the per-field
- * ones. The cross-material checks also run when some materials are invalid, over the names and the
+ * Errors: `FormulaInvalid.errors` lists every problem as `{ path, message }`, the first `MAX_LISTED_ERRORS`
+ * of them (`moreErrors` counts the rest). `path` is a JSON Pointer (RFC 6901) into the submitted JSON:
+ * `/materials/2/concentration`, `/name`, and `""` for the body itself. A materials array longer than 500 is
+ * one problem at `/materials`: its elements are not looked at, so the work of judging a body is bounded by
+ * the rules, not by what a client sends. Problems come in input order; cross-material ones (duplicate names,
+ * total over 100) follow the per-field ones. The cross-material checks also run when some materials are invalid, over the names and the
  * concentrations that are valid on their own: a duplicate name is a duplicate whatever the rest holds, and as
  * every concentration is > 0, a partial total over 100 can only grow once the rest is fixed.
  */
@@ -122,20 +124,33 @@ const totalOver100 = (concentrations: ReadonlyArray<Concentration>): Array<Probl
       ]
 }
 
-const Materials = Schema.Array(Material)
-  .annotate({ message: "expected an array" })
-  .check(
-    Schema.isMinLength(MATERIALS_MIN, { message: `must contain at least ${MATERIALS_MIN} material` }),
-    Schema.isMaxLength(MATERIALS_MAX, { message: `must contain at most ${MATERIALS_MAX} materials` }),
-    // Runs only when every material decoded; `problemsAmongValidFields` covers the other case.
-    Schema.makeFilter(
-      (materials: ReadonlyArray<Material>) =>
-        [
-          ...duplicateNames(materials.map((material, index) => [index, material.name] as const)),
-          ...totalOver100(materials.map((material) => material.concentration))
-        ].map(({ path, message }) => ({ path: path.slice(1), issue: message })) // paths relative to the array
+// The length is checked before any element is decoded: an array of half a million elements is one problem
+// ("at most 500"), not half a million, and costs no more to judge than an array of 501.
+// (A check on `Schema.Array(Schema.Unknown)` would come too late: the array is copied element by element first.)
+const Materials = Schema.Unknown.check(
+  Schema.makeFilter((input: unknown) =>
+    !Array.isArray(input)
+      ? "expected an array"
+      : input.length < MATERIALS_MIN
+        ? `must contain at least ${MATERIALS_MIN} material`
+        : input.length > MATERIALS_MAX
+          ? `must contain at most ${MATERIALS_MAX} materials`
+          : undefined
+  )
+).pipe(
+  Schema.decodeTo(
+    Schema.Array(Material).check(
+      // Runs only when every material decoded; `problemsAmongValidFields` covers the other case.
+      Schema.makeFilter(
+        (materials: ReadonlyArray<Material>) =>
+          [
+            ...duplicateNames(materials.map((material, index) => [index, material.name] as const)),
+            ...totalOver100(materials.map((material) => material.concentration))
+          ].map(({ path, message }) => ({ path: path.slice(1), issue: message })) // paths relative to the array
+      )
     )
   )
+)
 
 /** The formula schema. Decode with `decodeFormula` to get every problem, not only the first. */
 export const Formula = Schema.Struct({
@@ -149,14 +164,21 @@ export type Formula = typeof Formula.Type
 export const ValidationError = Schema.Struct({ path: Schema.String, message: Schema.String })
 export type ValidationError = typeof ValidationError.Type
 
-/** The submission is not a valid formula. `errors` lists every problem (see the module comment). */
+/** At most this many problems are listed; `moreErrors` says how many more there were. */
+export const MAX_LISTED_ERRORS = 100
+
+/**
+ * The submission is not a valid formula. `errors` lists every problem, up to `MAX_LISTED_ERRORS`;
+ * `moreErrors` is the number of problems found beyond those (see the module comment).
+ */
 export class FormulaInvalid extends Schema.TaggedError<FormulaInvalid>()(
   "FormulaInvalid",
-  { errors: Schema.Array(ValidationError) },
+  { errors: Schema.Array(ValidationError), moreErrors: Schema.Int },
   { httpApiStatus: 400 }
 ) {
   override get message(): string {
-    return this.errors.map(({ path, message }) => `${path === "" ? "(body)" : path}: ${message}`).join("; ")
+    const listed = this.errors.map(({ path, message }) => `${path === "" ? "(body)" : path}: ${message}`).join("; ")
+    return this.moreErrors === 0 ? listed : `${listed}; and ${this.moreErrors} more problems`
   }
 }
 
@@ -177,6 +199,7 @@ const decodeConcentration = Schema.decodeUnknownResult(ConcentrationFromInput)
 // concentrations that are valid on their own.
 const problemsAmongValidFields = (input: unknown): Array<Problem> => {
   if (!Predicate.hasProperty(input, "materials") || !Array.isArray(input.materials)) return []
+  if (input.materials.length > MATERIALS_MAX) return [] // one problem already, its elements not looked at
   const names: Array<readonly [number, string]> = []
   const concentrations: Array<Concentration> = []
   input.materials.forEach((material: unknown, index) => {
@@ -191,7 +214,7 @@ const problemsAmongValidFields = (input: unknown): Array<Problem> => {
   return [...duplicateNames(names), ...totalOver100(concentrations)]
 }
 
-/** Validates a submission (e.g. the output of `parseJsonExact`), listing every problem on failure. */
+/** Validates a submission (e.g. the output of `parseJsonExact`), listing every problem (up to the cap) on failure. */
 export const validateFormula = (input: unknown): Result.Result<Formula, FormulaInvalid> => {
   // Plainly valid input skips the schema's interpreter (FormulaCheck.ts); the schema judges the rest.
   const checked = checkFormula(input)
@@ -207,7 +230,12 @@ export const validateFormula = (input: unknown): Result.Result<Formula, FormulaI
     const error = { path: toPointer(path), message }
     if (!reported.has(`${error.path}\n${error.message}`)) errors.push(error)
   }
-  return Result.fail(new FormulaInvalid({ errors }))
+  return Result.fail(
+    new FormulaInvalid({
+      errors: errors.slice(0, MAX_LISTED_ERRORS),
+      moreErrors: Math.max(0, errors.length - MAX_LISTED_ERRORS)
+    })
+  )
 }
 
 /** `validateFormula` as an Effect. */

@@ -54,7 +54,7 @@ if (!hasSourceAccess) {
  * either needs no reviver — the common case, and JSON.parse is several times
  * faster without one. (Digits inside strings only send text the slow way.)
  */
-const mayRound = /[0-9.]{16}|[0-9][eE]/
+export const mayRound = /[0-9.]{16}|[0-9][eE]/
 
 /**
  * Parses JSON text like `JSON.parse`, except that numbers a double cannot hold exactly become

@@ -5,8 +5,19 @@
 import { Schema } from "effect"
 import { FormulaRequestJson, MaterialJson } from "../domain/Formula.ts"
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
+import { documented, example } from "./Documented.ts"
+import {
+  summerBreeze,
+  summerBreezeCreatedAt,
+  summerBreezeDeliveredAt,
+  summerBreezeFingerprint,
+  summerBreezeId,
+  summerBreezeMessageId
+} from "./Examples.ts"
+import { formulaUrl } from "./FormulaView.ts"
 import {
   DuplicateFormula,
+  duplicateFormulaBody,
   FormulaNotFound,
   IdempotencyKeyInFlight,
   IdempotencyKeyReused,
@@ -18,6 +29,8 @@ import {
   ServiceUnavailable,
   UnsupportedMediaType
 } from "./Problems.ts"
+import { Cursor } from "./Cursor.ts"
+import { QueryInt } from "./QueryInt.ts"
 
 export const MessageView = Schema.Struct({
   id: Schema.String,
@@ -40,7 +53,31 @@ export const FormulaPage = Schema.Struct({
   nextCursor: Schema.NullOr(Schema.String)
 })
 
-const Limit = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 100 }))
+/** Summer Breeze as stored, its message not yet acknowledged. */
+const stored: FormulaView = {
+  id: summerBreezeId,
+  name: summerBreeze.name,
+  fingerprint: summerBreezeFingerprint,
+  materials: summerBreeze.materials,
+  createdAt: summerBreezeCreatedAt,
+  message: { id: summerBreezeMessageId, status: "pending", deliveredAt: null }
+}
+
+/** …and once a consumer has acknowledged its message. */
+const delivered: FormulaView = {
+  ...stored,
+  message: { id: summerBreezeMessageId, status: "delivered", deliveredAt: summerBreezeDeliveredAt }
+}
+
+const idempotencyKey = "summer-breeze-2026-12-01"
+
+const databaseUnavailable = example(
+  ServiceUnavailable,
+  "Database unavailable",
+  new ServiceUnavailable({ detail: "database did not answer in time" })
+)
+
+const Limit = QueryInt({ minimum: 1, maximum: 100 })
 
 /**
  * `POST /formulas` as documented. It is served by a route of its own
@@ -69,34 +106,143 @@ const submit = HttpApiEndpoint.post("submit", "/formulas", {
     ServiceUnavailable
   ]
 }).annotateMerge(
-  OpenApi.annotations({
+  documented({
     summary: "Submit a formula",
     description:
-      "Stores a new material make-up once and publishes its FormulaSubmitted message. A make-up that exists answers 409 with the existing formula's id."
+      "Stores a new material make-up once and publishes its FormulaSubmitted message (receivable from the queue before the 201 is sent). " +
+      "The make-up is the materials' names and concentrations, whatever their order, case, spacing or decimal spelling; the formula's own name is not part of it. " +
+      "A make-up that exists answers 409 with the existing formula's id and URL. " +
+      "With an `Idempotency-Key`, a repeated request gets the first 201 or 409 again, with `Idempotent-Replayed: true`.",
+    parameters: { "idempotency-key": idempotencyKey, "x-client-id": "atelier-grasse" },
+    request: example(FormulaRequestJson, "Summer Breeze", summerBreeze),
+    responses: {
+      201: example(FormulaView, "Stored", stored),
+      400: [
+        example(
+          InvalidFormula,
+          "Invalid formula (every problem listed)",
+          new InvalidFormula({
+            errors: [
+              { path: "/name", message: "must not be empty" },
+              { path: "/materials/1/concentration", message: "must have at most 6 decimal places" },
+              {
+                path: "/materials/1/name",
+                message:
+                  "duplicates the name at /materials/0/name (names are compared ignoring case, whitespace and Unicode compatibility forms)"
+              }
+            ]
+          })
+        ),
+        example(
+          MalformedJson,
+          "Not JSON",
+          new MalformedJson({
+            detail:
+              "body is not valid JSON: Expected ',' or ']' after array element in JSON at position 81 (line 1 column 82)"
+          })
+        ),
+        example(
+          InvalidRequest,
+          "Idempotency-Key too long",
+          new InvalidRequest({ errors: [{ path: "Idempotency-Key", message: "must be 1–255 characters" }] })
+        )
+      ],
+      409: [
+        example(
+          DuplicateFormula,
+          "Make-up already stored",
+          new DuplicateFormula({
+            existingId: summerBreezeId,
+            existingUrl: formulaUrl(summerBreezeId),
+            detail: duplicateFormulaBody(summerBreezeId).detail
+          })
+        ),
+        example(
+          IdempotencyKeyInFlight,
+          "Same Idempotency-Key still in flight",
+          new IdempotencyKeyInFlight({ detail: `Idempotency-Key ${JSON.stringify(idempotencyKey)}` })
+        )
+      ],
+      413: example(PayloadTooLarge, "Body over 1 MiB", new PayloadTooLarge({})),
+      415: example(
+        UnsupportedMediaType,
+        "Not JSON content type",
+        new UnsupportedMediaType({ detail: "content-type text/plain is not JSON" })
+      ),
+      422: example(
+        IdempotencyKeyReused,
+        "Idempotency-Key reused with another body",
+        new IdempotencyKeyReused({ detail: `Idempotency-Key ${JSON.stringify(idempotencyKey)}` })
+      ),
+      503: [
+        example(
+          QueueFullProblem,
+          "Queue full (nothing stored)",
+          new QueueFullProblem({ detail: "too many messages await consumers" })
+        ),
+        databaseUnavailable
+      ]
+    }
   })
 )
 
 const list = HttpApiEndpoint.get("list", "/formulas", {
   query: {
     limit: Schema.optional(Limit).annotate({ description: "1–100, default 20" }),
-    cursor: Schema.optional(Schema.String).annotate({ description: "nextCursor of the previous page" })
+    cursor: Schema.optional(Cursor).annotate({ description: "nextCursor of the previous page" })
   },
   success: FormulaPage,
   error: [InvalidRequest, ServiceUnavailable]
-}).annotateMerge(OpenApi.annotations({ summary: "List formulas, newest first" }))
+}).annotateMerge(
+  documented({
+    summary: "List formulas",
+    description:
+      "Newest first, `limit` at a time (1–100, default 20). Pass `nextCursor` back as `cursor` for the next page; it is null on the last.",
+    parameters: { limit: "20", cursor: "czI" },
+    responses: {
+      200: example(FormulaPage, "A page of one, more to come", { items: [delivered], nextCursor: "czI" }),
+      400: example(
+        InvalidRequest,
+        "Limit out of range",
+        new InvalidRequest({ errors: [{ path: "/query/limit", message: "Expected a value between 1 and 100" }] })
+      ),
+      503: databaseUnavailable
+    }
+  })
+)
 
 const get = HttpApiEndpoint.get("get", "/formulas/:id", {
-  params: { id: Schema.String },
+  params: {
+    id: Schema.String.annotate({ description: "The id POST /formulas returned" })
+  },
   success: FormulaView,
   error: [FormulaNotFound, ServiceUnavailable]
-}).annotateMerge(OpenApi.annotations({ summary: "Get one formula with its materials and delivery state" }))
+}).annotateMerge(
+  documented({
+    summary: "Get a formula",
+    description:
+      "The formula with its materials and the state of its FormulaSubmitted message (pending until a consumer acks it). 404 for an id that names no formula, malformed ones included.",
+    parameters: { id: summerBreezeId },
+    responses: {
+      200: example(FormulaView, "Delivered", delivered),
+      404: example(
+        FormulaNotFound,
+        "Unknown id",
+        new FormulaNotFound({ detail: "no formula with id 01a22f66-b2c8-7410-9cab-b37f7e77cb18" })
+      ),
+      503: databaseUnavailable
+    }
+  })
+)
+
+const formulasTag = OpenApi.annotations({
+  title: "Formulas",
+  description:
+    "Submit fragrance formulas and read them back. Each distinct material make-up is stored once and announced once."
+})
 
 /** The formulas endpoints, as documented (OpenAPI, the docs page, clients). */
-export class FormulasApi extends HttpApiGroup.make("formulas")
-  .add(submit, list, get)
-  .annotateMerge(OpenApi.annotations({ title: "Formulas" })) {}
+export class FormulasApi extends HttpApiGroup.make("formulas").add(submit, list, get).annotateMerge(formulasTag) {}
 
 /** The formulas endpoints HttpApi serves: all but `submit`, which SubmitRoute.ts serves. */
-export class FormulasServedApi extends HttpApiGroup.make("formulas")
-  .add(list, get)
-  .annotateMerge(OpenApi.annotations({ title: "Formulas" })) {}
+export class FormulasServedApi extends HttpApiGroup.make("formulas").add(list, get).annotateMerge(formulasTag) {}

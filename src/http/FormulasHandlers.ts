@@ -2,15 +2,9 @@ import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { FormulaStore } from "../store/FormulaStore.ts"
 import { ServedApi } from "./Api.ts"
+import { decodeCursor, encodeCursor } from "./Cursor.ts"
 import { toFormulaView } from "./FormulaView.ts"
 import { FormulaNotFound, InvalidRequest, ServiceUnavailable } from "./Problems.ts"
-
-// A cursor is the last row's position, encoded so clients treat it as opaque.
-const encodeCursor = (seq: string): string => Buffer.from(`s${seq}`).toString("base64url")
-const decodeCursor = (cursor: string): string | null => {
-  const text = Buffer.from(cursor, "base64url").toString()
-  return /^s[1-9][0-9]{0,17}$/.test(text) ? text.slice(1) : null
-}
 
 const unavailable = (error: { readonly message: string }) => new ServiceUnavailable({ detail: error.message })
 
@@ -24,10 +18,11 @@ export const FormulasHandlers = HttpApiBuilder.group(
     return handlers
       .handle("list", ({ query }) =>
         Effect.gen(function* () {
+          // The query's schema (Cursor) has already rejected any cursor this API did not return.
           const beforeSeq = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
           if (beforeSeq === null) {
             return yield* new InvalidRequest({
-              errors: [{ path: "cursor", message: "is not a cursor this API returned" }]
+              errors: [{ path: "/query/cursor", message: "is not a cursor this API returned" }]
             })
           }
           const page = yield* store.page({ limit: query.limit ?? 20, beforeSeq }).pipe(Effect.mapError(unavailable))

@@ -4,7 +4,11 @@
  * dead-letter list. Described apart from its handlers (QueueHandlers.ts).
  */
 import { Schema } from "effect"
-import { HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
+import { HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
+import { documented, example } from "./Documented.ts"
+import { receipt, summerBreezeMessageId, summerBreezeSubmitted } from "./Examples.ts"
+import { InvalidRequest, MalformedJson, PayloadTooLarge, UnsupportedMediaType, problemMembers } from "./Problems.ts"
+import { RequestProblems } from "./RequestProblems.ts"
 
 /** A receipt or the stale / unknown / settled receipt problem: 409, RFC 9457. */
 export class QueueReceiptInvalid extends HttpApiError.Problem<QueueReceiptInvalid>()(
@@ -14,7 +18,7 @@ export class QueueReceiptInvalid extends HttpApiError.Problem<QueueReceiptInvali
     status: 409,
     title: "The receipt does not name a current delivery"
   },
-  { receipt: Schema.String }
+  { receipt: Schema.String, ...problemMembers }
 ) {}
 
 const int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
@@ -41,114 +45,284 @@ export const ReceiveRequest = Schema.Struct({
   })
 })
 
+export const AckRequest = Schema.Struct({ receipt: Receipt })
+
+export const NackRequest = Schema.Struct({
+  receipt: Receipt,
+  delayMs: Schema.optionalKey(int(0, limits.delayMs)).annotate({
+    description: "Stay invisible this long before redelivery; default 0"
+  }),
+  error: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(4096))).annotate({
+    description: "Why processing failed; kept as the message's last error"
+  })
+})
+
+export const ExtendRequest = Schema.Struct({
+  receipt: Receipt,
+  visibilityTimeoutMs: int(0, limits.visibilityTimeoutMs)
+})
+
+/** What a queue request's JSON body can be answered with (QueueHandlers.ts reads and decodes it). */
+const bodyProblems = [InvalidRequest, MalformedJson, UnsupportedMediaType, PayloadTooLarge] as const
+
+const Count = Schema.Natural
+
 export const QueueDelivery = Schema.Struct({
   messageId: Schema.String,
   receipt: Schema.String,
-  attempt: Schema.Int.annotate({ description: "1 on the first delivery" }),
+  attempt: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)).annotate({ description: "1 on the first delivery" }),
   body: Schema.Unknown
 })
 
 export const QueueDeadLetter = Schema.Struct({
   messageId: Schema.String,
-  attempts: Schema.Int,
+  attempts: Count,
   lastError: Schema.String,
   body: Schema.Unknown,
   deadLetteredAt: Schema.String.annotate({ description: "ISO 8601" })
 })
 
 export const QueueStatsView = Schema.Struct({
-  ready: Schema.Int,
-  pending: Schema.Int,
-  delayed: Schema.Int,
-  inFlight: Schema.Int,
-  deadLettered: Schema.Int,
-  capacity: Schema.Int,
-  size: Schema.Int.annotate({ description: "pending + ready + delayed + inFlight (what counts against capacity)" }),
-  available: Schema.Int,
-  waiting: Schema.Int.annotate({ description: "Receivers currently long-polling" }),
-  maxDeliveries: Schema.Int,
-  visibilityTimeoutMs: Schema.Int,
+  ready: Count,
+  pending: Count,
+  delayed: Count,
+  inFlight: Count,
+  deadLettered: Count,
+  capacity: Count,
+  size: Count.annotate({ description: "pending + ready + delayed + inFlight (what counts against capacity)" }),
+  available: Count,
+  waiting: Count.annotate({ description: "Receivers currently long-polling" }),
+  maxDeliveries: Count,
+  visibilityTimeoutMs: Count,
   totals: Schema.Struct({
-    published: Schema.Int,
-    duplicates: Schema.Int,
-    aborted: Schema.Int,
-    delivered: Schema.Int,
-    redelivered: Schema.Int,
-    acked: Schema.Int,
-    nacked: Schema.Int,
-    expired: Schema.Int,
-    released: Schema.Int,
-    deadLettered: Schema.Int,
-    redriven: Schema.Int,
-    purged: Schema.Int
+    published: Count,
+    duplicates: Count,
+    aborted: Count,
+    delivered: Count,
+    redelivered: Count,
+    acked: Count,
+    nacked: Count,
+    expired: Count,
+    released: Count,
+    deadLettered: Count,
+    redriven: Count,
+    purged: Count
   })
 })
 
+const Received = Schema.Struct({ messages: Schema.Array(QueueDelivery) })
+const DeadLetters = Schema.Struct({ messages: Schema.Array(QueueDeadLetter) })
+const Redriven = Schema.Struct({ redriven: Count })
+const Purged = Schema.Struct({ purged: Count })
+
+// ---- examples: Summer Breeze's FormulaSubmitted message, delivered, worked on and acked
+
+const delivery = { messageId: summerBreezeMessageId, receipt, attempt: 1, body: summerBreezeSubmitted }
+
+const receiptProblem = example(
+  QueueReceiptInvalid,
+  "Stale receipt",
+  new QueueReceiptInvalid({
+    receipt,
+    detail: `Receipt ${receipt} is unknown, stale (the message was redelivered since) or already settled`
+  })
+)
+
+const notJson = example(
+  UnsupportedMediaType,
+  "Not JSON content type",
+  new UnsupportedMediaType({ detail: "content-type text/plain is not JSON" })
+)
+
+const invalid = (path: string, message: string) => [
+  example(InvalidRequest, "Invalid request", new InvalidRequest({ errors: [{ path, message }] })),
+  example(MalformedJson, "Not JSON", new MalformedJson({ detail: "Unexpected end of JSON input" }))
+]
+
+const tooLarge = example(
+  PayloadTooLarge,
+  "Body too large",
+  new PayloadTooLarge({ detail: "this request takes a body of at most 128 KiB" })
+)
+
+const receive = HttpApiEndpoint.post("receive", "/queue/receive", {
+  // An empty body means all defaults.
+  payload: [ReceiveRequest, Schema.Null],
+  success: Received,
+  error: bodyProblems
+}).annotateMerge(
+  documented({
+    summary: "Receive messages",
+    description:
+      "Up to `max` ready messages, each with a fresh receipt, invisible to other consumers for the visibility timeout. " +
+      "Waits up to `waitMs` for at least one (a long poll); the list may be empty. " +
+      "Ack each message when done, nack it to have it redelivered, extend it while the work takes longer.",
+    request: example(ReceiveRequest, "Long poll for up to 10, 30 s to work on them", {
+      max: 10,
+      visibilityTimeoutMs: 30_000,
+      waitMs: 20_000
+    }),
+    responses: {
+      200: example(Received, "One message", { messages: [delivery] }),
+      400: invalid("/body/max", "Expected a value between 1 and 100"),
+      413: tooLarge,
+      415: notJson
+    }
+  })
+)
+
+const ack = HttpApiEndpoint.post("ack", "/queue/ack", {
+  payload: AckRequest,
+  success: HttpApiSchema.NoContent,
+  error: [QueueReceiptInvalid, ...bodyProblems]
+}).annotateMerge(
+  documented({
+    summary: "Acknowledge a delivery",
+    description:
+      "The message is processed: it leaves the queue and its formula shows it delivered. " +
+      "409 if the receipt is not the message's current one (it was redelivered since, or already settled): another consumer owns it now.",
+    request: example(AckRequest, "Done", { receipt }),
+    responses: {
+      400: invalid("/body/receipt", "is required"),
+      409: receiptProblem,
+      413: tooLarge,
+      415: notJson
+    }
+  })
+)
+
+const nack = HttpApiEndpoint.post("nack", "/queue/nack", {
+  payload: NackRequest,
+  success: HttpApiSchema.NoContent,
+  error: [QueueReceiptInvalid, ...bodyProblems]
+}).annotateMerge(
+  documented({
+    summary: "Give a delivery back",
+    description:
+      "Processing failed: the message is redelivered after `delayMs`, or moves to the dead letters once it has been delivered maxDeliveries times.",
+    request: example(NackRequest, "Failed, retry in 5 s", {
+      receipt,
+      delayMs: 5_000,
+      error: "classifier unavailable"
+    }),
+    responses: {
+      400: invalid("/body/delayMs", "Expected a value between 0 and 43200000"),
+      409: receiptProblem,
+      413: tooLarge,
+      415: notJson
+    }
+  })
+)
+
+const extend = HttpApiEndpoint.post("extend", "/queue/extend", {
+  payload: ExtendRequest,
+  success: HttpApiSchema.NoContent,
+  error: [QueueReceiptInvalid, ...bodyProblems]
+}).annotateMerge(
+  documented({
+    summary: "Extend a delivery's visibility",
+    description: "Still working: the message stays invisible to other consumers until now + `visibilityTimeoutMs`.",
+    request: example(ExtendRequest, "30 s more", { receipt, visibilityTimeoutMs: 30_000 }),
+    responses: {
+      400: invalid("/body/visibilityTimeoutMs", "is required"),
+      409: receiptProblem,
+      413: tooLarge,
+      415: notJson
+    }
+  })
+)
+
+const stats = HttpApiEndpoint.get("stats", "/queue/stats", {
+  success: QueueStatsView
+}).annotateMerge(
+  documented({
+    summary: "Queue sizes and totals",
+    description: "How many messages are in each state now, and how many went through each transition since start-up.",
+    responses: {
+      200: example(QueueStatsView, "One message in flight", {
+        ready: 0,
+        pending: 0,
+        delayed: 0,
+        inFlight: 1,
+        deadLettered: 0,
+        capacity: 10_000,
+        size: 1,
+        available: 9_999,
+        waiting: 0,
+        maxDeliveries: 5,
+        visibilityTimeoutMs: 30_000,
+        totals: {
+          published: 1,
+          duplicates: 0,
+          aborted: 0,
+          delivered: 1,
+          redelivered: 0,
+          acked: 0,
+          nacked: 0,
+          expired: 0,
+          released: 0,
+          deadLettered: 0,
+          redriven: 0,
+          purged: 0
+        }
+      })
+    }
+  })
+)
+
+const deadLetters = HttpApiEndpoint.get("deadLetters", "/queue/dead-letters", {
+  success: DeadLetters
+}).annotateMerge(
+  documented({
+    summary: "List dead letters",
+    description:
+      "Messages that were delivered maxDeliveries times without an ack, oldest first, with their last error.",
+    responses: {
+      200: example(DeadLetters, "One dead letter", {
+        messages: [
+          {
+            messageId: summerBreezeMessageId,
+            attempts: 5,
+            lastError: "classifier unavailable",
+            body: summerBreezeSubmitted,
+            deadLetteredAt: "2026-12-01T02:24:11.042Z"
+          }
+        ]
+      })
+    }
+  })
+)
+
+const redrive = HttpApiEndpoint.post("redrive", "/queue/dead-letters/redrive", {
+  success: Redriven
+}).annotateMerge(
+  documented({
+    summary: "Redrive dead letters",
+    description:
+      "Makes dead letters ready again, their attempts counted from 1. Only as many as the free capacity allows; the rest stay.",
+    responses: { 200: example(Redriven, "One redriven", { redriven: 1 }) }
+  })
+)
+
+const purge = HttpApiEndpoint.delete("purge", "/queue/dead-letters", {
+  success: Purged
+}).annotateMerge(
+  documented({
+    summary: "Purge dead letters",
+    description: "Drops every dead letter for good.",
+    responses: { 200: example(Purged, "One purged", { purged: 1 }) }
+  })
+)
+
 export class QueueApi extends HttpApiGroup.make("queue")
-  .add(
-    HttpApiEndpoint.post("receive", "/queue/receive", {
-      // An empty body means all defaults.
-      payload: [ReceiveRequest, Schema.Null],
-      success: Schema.Struct({ messages: Schema.Array(QueueDelivery) })
-    }).annotateMerge(
-      OpenApi.annotations({
-        summary: "Receive messages",
-        description:
-          "Up to `max` ready messages, each with a fresh receipt, invisible to others for the visibility timeout. Waits up to `waitMs` for at least one; possibly empty."
-      })
-    ),
-    HttpApiEndpoint.post("ack", "/queue/ack", {
-      payload: Schema.Struct({ receipt: Receipt }),
-      success: HttpApiSchema.NoContent,
-      error: QueueReceiptInvalid
-    }).annotateMerge(OpenApi.annotations({ summary: "Acknowledge a delivery: the message is done" })),
-    HttpApiEndpoint.post("nack", "/queue/nack", {
-      payload: Schema.Struct({
-        receipt: Receipt,
-        delayMs: Schema.optionalKey(int(0, limits.delayMs)).annotate({
-          description: "Stay invisible this long before redelivery; default 0"
-        }),
-        error: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(4096))).annotate({
-          description: "Why processing failed; kept as the message's last error"
-        })
-      }),
-      success: HttpApiSchema.NoContent,
-      error: QueueReceiptInvalid
-    }).annotateMerge(
-      OpenApi.annotations({
-        summary: "Give a delivery back for redelivery",
-        description: "After maxDeliveries deliveries the message moves to the dead letters instead."
-      })
-    ),
-    HttpApiEndpoint.post("extend", "/queue/extend", {
-      payload: Schema.Struct({ receipt: Receipt, visibilityTimeoutMs: int(0, limits.visibilityTimeoutMs) }),
-      success: HttpApiSchema.NoContent,
-      error: QueueReceiptInvalid
-    }).annotateMerge(OpenApi.annotations({ summary: "Keep a delivery invisible: new deadline = now + timeout" })),
-    HttpApiEndpoint.get("stats", "/queue/stats", {
-      success: QueueStatsView
-    }).annotateMerge(OpenApi.annotations({ summary: "Queue sizes and totals" })),
-    HttpApiEndpoint.get("deadLetters", "/queue/dead-letters", {
-      success: Schema.Struct({ messages: Schema.Array(QueueDeadLetter) })
-    }).annotateMerge(OpenApi.annotations({ summary: "List dead letters, oldest first" })),
-    HttpApiEndpoint.post("redrive", "/queue/dead-letters/redrive", {
-      success: Schema.Struct({ redriven: Schema.Int })
-    }).annotateMerge(
-      OpenApi.annotations({
-        summary: "Make dead letters ready again",
-        description: "Attempts count from 1 again. Only as many as the free capacity allows; the rest stay."
-      })
-    ),
-    HttpApiEndpoint.delete("purge", "/queue/dead-letters", {
-      success: Schema.Struct({ purged: Schema.Int })
-    }).annotateMerge(OpenApi.annotations({ summary: "Drop all dead letters" }))
-  )
+  .add(receive, ack, nack, extend, stats, deadLetters, redrive, purge)
   // Also set on the whole Api; declared here so the group answers 400s as
   // problems wherever it is mounted (the middleware set is de-duplicated).
-  .middleware(HttpApiMiddleware.ProblemDetails)
+  .middleware(RequestProblems)
   .annotateMerge(
     OpenApi.annotations({
       title: "Queue",
-      description: "The message queue for external consumers: at-least-once delivery, dedupe by messageId."
+      description:
+        "The message queue for consumers outside the process: every new formula's FormulaSubmitted message, delivered at least once; dedupe by messageId."
     })
   ) {}

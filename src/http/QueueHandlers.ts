@@ -3,15 +3,26 @@
  *
  *   export const QueueHandlers = makeQueueHandlers(Api)
  *
- * The layer needs `MessageQueue` and `HttpApiMiddleware.ProblemDetails`
- * (provide `HttpApiMiddleware.layerProblemDetails(...)` after it, as for the
- * other groups).
+ * The layer needs `MessageQueue` and `RequestProblems` (provide
+ * `layerRequestProblems` after it, as for the other groups).
+ *
+ * The endpoints with a body read it themselves (`handleRaw`, `decodeJsonBody`)
+ * rather than leave it to HttpApi, so that it is judged like a formula's: a
+ * content type other than JSON is a 415 problem, malformed JSON a
+ * malformed-json 400, and every invalid field is listed at `/body/…`. Their
+ * bodies are small (a receipt, a reason), so they are parsed on the event
+ * loop, and `maxBodyBytes` keeps that quick whatever a client sends.
  */
 import { DateTime, Effect, type Layer } from "effect"
-import { HttpApiBuilder, type HttpApi, type HttpApiGroup, type HttpApiMiddleware } from "effect/http-api"
+import { HttpApiBuilder, type HttpApi, type HttpApiGroup } from "effect/http-api"
 import { MessageQueue } from "../queue/MessageQueue.ts"
 import type { ReceiptInvalid } from "../queue/QueueErrors.ts"
-import { QueueApi, QueueReceiptInvalid } from "./QueueApi.ts"
+import { decodeJsonBody, decodeOptionalJsonBody } from "./JsonBody.ts"
+import { AckRequest, ExtendRequest, NackRequest, QueueApi, QueueReceiptInvalid, ReceiveRequest } from "./QueueApi.ts"
+
+/** The largest body a queue request may have (a receipt, a reason of at most 4096 characters, room to grow). */
+export const maxBodyBytes = 128 * 1024
+import type { RequestProblems } from "./RequestProblems.ts"
 
 const toProblem = (error: ReceiptInvalid) =>
   Effect.fail(new QueueReceiptInvalid({ receipt: error.receipt, detail: error.message }))
@@ -23,7 +34,7 @@ const toProblem = (error: ReceiptInvalid) =>
  */
 export const makeQueueHandlers = <ApiId extends string, Groups extends HttpApiGroup.Constraint>(
   api: HttpApi.HttpApi<ApiId, Groups | typeof QueueApi>
-): Layer.Layer<HttpApiGroup.Service<ApiId, "queue">, never, MessageQueue | HttpApiMiddleware.ProblemDetails> =>
+): Layer.Layer<HttpApiGroup.Service<ApiId, "queue">, never, MessageQueue | RequestProblems> =>
   HttpApiBuilder.group(
     // The group is looked up by name at runtime; typing against QueueApi alone
     // keeps the handlers checked whatever else the API holds.
@@ -32,24 +43,35 @@ export const makeQueueHandlers = <ApiId extends string, Groups extends HttpApiGr
     Effect.fn(function* (handlers) {
       const queue = yield* MessageQueue
       return handlers
-        .handle("receive", ({ payload }) =>
-          Effect.map(
-            queue.receive({
-              max: payload?.max,
-              visibilityTimeout: payload?.visibilityTimeoutMs,
-              wait: payload?.waitMs
-            }),
-            (messages) => ({ messages })
+        .handleRaw("receive", ({ request }) =>
+          decodeOptionalJsonBody(request, ReceiveRequest, maxBodyBytes).pipe(
+            Effect.flatMap((payload) =>
+              queue.receive({
+                max: payload?.max,
+                visibilityTimeout: payload?.visibilityTimeoutMs,
+                wait: payload?.waitMs
+              })
+            ),
+            Effect.map((messages) => ({ messages }))
           )
         )
-        .handle("ack", ({ payload }) => queue.ack(payload.receipt).pipe(Effect.catchTag("ReceiptInvalid", toProblem)))
-        .handle("nack", ({ payload }) =>
-          queue
-            .nack(payload.receipt, { delay: payload.delayMs, error: payload.error })
-            .pipe(Effect.catchTag("ReceiptInvalid", toProblem))
+        .handleRaw("ack", ({ request }) =>
+          decodeJsonBody(request, AckRequest, maxBodyBytes).pipe(
+            Effect.flatMap((payload) => queue.ack(payload.receipt)),
+            Effect.catchTag("ReceiptInvalid", toProblem)
+          )
         )
-        .handle("extend", ({ payload }) =>
-          queue.extend(payload.receipt, payload.visibilityTimeoutMs).pipe(Effect.catchTag("ReceiptInvalid", toProblem))
+        .handleRaw("nack", ({ request }) =>
+          decodeJsonBody(request, NackRequest, maxBodyBytes).pipe(
+            Effect.flatMap((payload) => queue.nack(payload.receipt, { delay: payload.delayMs, error: payload.error })),
+            Effect.catchTag("ReceiptInvalid", toProblem)
+          )
+        )
+        .handleRaw("extend", ({ request }) =>
+          decodeJsonBody(request, ExtendRequest, maxBodyBytes).pipe(
+            Effect.flatMap((payload) => queue.extend(payload.receipt, payload.visibilityTimeoutMs)),
+            Effect.catchTag("ReceiptInvalid", toProblem)
+          )
         )
         .handle("stats", () => queue.stats)
         .handle("deadLetters", () =>

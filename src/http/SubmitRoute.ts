@@ -1,8 +1,9 @@
 /**
  * `POST /formulas`: the submit path over HTTP.
  *
- *   read the body (415 / 413 / malformed-JSON 400)
- *     → FormulaIntake.validate (invalid-formula 400, every problem listed)
+ *   read the body (415 / 413)
+ *     → SubmissionJudge: malformed-JSON 400 | invalid-formula 400 (every problem listed, up to 100)
+ *       (small, plainly valid bodies on the spot, the rest on a worker thread)
  *     → no Idempotency-Key: FormulaIntake.submitOutcome
  *       with a key:         IdempotencyKeys.run(FormulaIntake.submitOutcome) — replay, 422, in-flight 409
  *     → 201 + Location | duplicate 409 | queue-full / database 503 (Retry-After: Server.ts)
@@ -15,25 +16,27 @@
  * the HTTP tests decode each with the documented schemas
  * (assertCreated, assertProblem in test/support/Formulas.ts).
  */
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "effect/http"
 import type { Formula } from "../domain/Formula.ts"
 import { type Duplicate, FormulaIntake, type SubmitError, type SubmitOutcome } from "../intake/FormulaIntake.ts"
-import { IdempotencyKeys, maxKeyLength, requestHash, type StoredResponse } from "../intake/IdempotencyKeys.ts"
+import { IdempotencyKeys, maxKeyLength, type StoredResponse } from "../intake/IdempotencyKeys.ts"
 import { formulaUrl, toFormulaView } from "./FormulaView.ts"
-import { readJsonBody } from "./JsonBody.ts"
+import { readJsonBytes } from "./JsonBody.ts"
 import {
   duplicateFormulaBody,
   IdempotencyKeyInFlight,
   IdempotencyKeyReused,
   InvalidFormula,
   InvalidRequest,
-  type MalformedJson,
+  listedErrors,
+  MalformedJson,
   type PayloadTooLarge,
   QueueFullProblem,
   ServiceUnavailable,
   type UnsupportedMediaType
 } from "./Problems.ts"
+import { SubmissionJudge } from "./SubmissionJudge.ts"
 
 /** Every answer but a finished outcome. */
 type Problem =
@@ -68,7 +71,7 @@ type Failure = Problem | Exclude<SubmitError, Duplicate>
 const problemOf = (error: Failure): Problem => {
   switch (error._tag) {
     case "FormulaInvalid":
-      return new InvalidFormula({ errors: error.errors })
+      return new InvalidFormula(listedErrors(error.errors, error.moreErrors))
     case "QueueFull":
       return new QueueFullProblem({ detail: "too many messages await consumers" })
     case "DatabaseUnavailable":
@@ -83,19 +86,22 @@ export const SubmitRoute = HttpRouter.use((router) =>
   Effect.gen(function* () {
     const intake = yield* FormulaIntake
     const keys = yield* IdempotencyKeys
+    const judge = yield* SubmissionJudge
 
     const withKey = (
       request: HttpServerRequest.HttpServerRequest,
       key: string,
-      body: unknown,
+      requestHash: string,
       formula: Formula
     ): Effect.Effect<HttpServerResponse.HttpServerResponse, Failure> => {
       if (key.length === 0 || key.length > maxKeyLength) {
         return Effect.fail(
-          new InvalidRequest({ errors: [{ path: "Idempotency-Key", message: `must be 1–${maxKeyLength} characters` }] })
+          new InvalidRequest({
+            errors: [{ path: "/headers/idempotency-key", message: `must be 1–${maxKeyLength} characters` }]
+          })
         )
       }
-      const claim = { scope: request.headers["x-client-id"] ?? "", key, requestHash: requestHash(body) }
+      const claim = { scope: request.headers["x-client-id"] ?? "", key, requestHash }
       return keys.run(claim, Effect.map(intake.submitOutcome(formula), finished)).pipe(
         Effect.map((result) => respond(result.response, result.replayed)),
         Effect.catchTags({
@@ -110,18 +116,26 @@ export const SubmitRoute = HttpRouter.use((router) =>
     const submit = (
       request: HttpServerRequest.HttpServerRequest
     ): Effect.Effect<HttpServerResponse.HttpServerResponse, Failure> =>
-      Effect.flatMap(readJsonBody(request), (body) => {
-        // Validation comes first, before any Idempotency-Key is claimed: a 400 needs no database.
-        const formula = intake.validate(body)
-        if (formula._tag === "Failure") return Effect.fail(formula.failure)
+      Effect.flatMap(readJsonBytes(request), (bytes) => {
         const key = request.headers["idempotency-key"]
-        return key === undefined
-          ? Effect.map(intake.submitOutcome(formula.success), (outcome) => respond(finished(outcome)))
-          : withKey(request, key, body, formula.success)
+        // Validation comes first, before any Idempotency-Key is claimed: a 400 needs no database.
+        return Effect.flatMap(judge.judge(bytes, key !== undefined), (judged) => {
+          switch (judged._tag) {
+            case "Malformed":
+              return Effect.fail(new MalformedJson({ detail: judged.detail }))
+            case "Invalid":
+              intake.countInvalid()
+              return Effect.fail(new InvalidFormula(listedErrors(judged.errors, judged.moreErrors)))
+            case "Valid":
+              return key === undefined
+                ? Effect.map(intake.submitOutcome(judged.formula), (outcome) => respond(finished(outcome)))
+                : withKey(request, key, judged.requestHash!, judged.formula)
+          }
+        })
       })
 
     yield* router.add("POST", "/formulas", (request) =>
       Effect.catch(submit(request), (error) => HttpServerRespondable.toResponse(problemOf(error)))
     )
   })
-)
+).pipe(Layer.provide(SubmissionJudge.layer))

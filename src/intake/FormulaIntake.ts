@@ -56,6 +56,8 @@ export class FormulaIntake extends Context.Service<
     decode(input: unknown): Effect.Effect<Formula, FormulaInvalid>
     /** `decode`, synchronously. */
     validate(input: unknown): Result.Result<Formula, FormulaInvalid>
+    /** Counts a submission found invalid without `validate` (HTTP judges large bodies on a worker thread). */
+    countInvalid(): void
     /** The same as `submit`, for a formula already decoded. */
     submitDecoded(formula: Formula): Effect.Effect<FormulaRow, Duplicate | QueueFull | DatabaseUnavailable>
     /**
@@ -164,7 +166,7 @@ export class FormulaIntake extends Context.Service<
 
       const submit = (input: unknown) => Effect.flatMap(decode(input), submitDecoded)
 
-      return FormulaIntake.of({ submit, decode, validate, submitDecoded, submitOutcome })
+      return FormulaIntake.of({ submit, decode, validate, countInvalid: count.invalid, submitDecoded, submitOutcome })
     })
   )
 }

@@ -5,7 +5,13 @@
  * - **Start-up recovery**: every committed, unsettled message is enqueued
  *   before the server answers (the layer is built before the socket opens).
  *   If they do not all fit, the rest — the *backlog* — follows as consumers
- *   make room, from where recovery stopped.
+ *   make room: a fiber waits for the queue to free a slot (an ack, an abort,
+ *   a dead letter: `MessageQueue.awaitRoom`) and enqueues as many as now fit,
+ *   page by page from a cursor (never from the start again), until the
+ *   backlog is empty. The backlog ends where the newest unsettled message was
+ *   at start-up: every message committed since reaches the queue through its
+ *   submitter, or as an uncertain outcome below — reading past that point
+ *   would only race consumers acking those messages into a second delivery.
  * - **Uncertain outcomes**: a submission whose transaction failed in a way
  *   that may still have committed (its COMMIT answer lost and the database
  *   not answering the question, or the request interrupted mid-commit) aborts
@@ -13,15 +19,16 @@
  *   database about it until it knows: committed → enqueued; absent after
  *   `uncertainFor` → forgotten.
  *
- * Every `interval` it does both, scanning only the backlog and the uncertain
- * ids — never the whole outbox — so its cost does not grow with history.
+ * Every `interval` it does both (the backlog too, in case the database failed
+ * the fiber that follows it), scanning only the backlog and the uncertain ids —
+ * never the whole outbox — so its cost does not grow with history.
  * Publishing an id the queue already holds adds nothing. Delivery is
  * at-least-once; consumers dedupe by message id.
  */
-import { Clock, Context, Duration, Effect, Layer } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Semaphore } from "effect"
 import { OutboxRelayIntervalMs } from "../Settings.ts"
 import { type Message, MessageQueue } from "../queue/MessageQueue.ts"
-import { FormulaStore, type UnsettledMessage } from "../store/FormulaStore.ts"
+import { FormulaStore, type OutboxPosition } from "../store/FormulaStore.ts"
 
 const batchSize = 500
 
@@ -52,26 +59,52 @@ export class OutboxRelay extends Context.Service<
         const store = yield* FormulaStore
         const queue = yield* MessageQueue
 
-        // Where recovery stopped when the queue filled up; undefined once the backlog is drained.
-        let backlogAfter: UnsettledMessage | undefined | "start" = "start"
+        // The backlog: unsettled messages after `backlogAfter` up to `backlogEnd`,
+        // the newest one at start-up. Read and moved by one fiber at a time.
+        const backlogEnd: OutboxPosition | undefined = yield* store.lastUnsettled
+        let backlogAfter: OutboxPosition | undefined = undefined
+        let backlogDrained = backlogEnd === undefined
+        const backlogLock = Semaphore.makeUnsafe(1)
         const uncertain = new Map<string, { readonly message: Message; readonly since: number }>()
 
-        /** Enqueues unsettled messages after `backlogAfter` until the queue is full or none are left. */
-        const drainBacklog = Effect.gen(function* () {
-          let added = 0
-          while (backlogAfter !== undefined) {
-            if ((yield* queue.stats).available === 0) return added
-            const after: UnsettledMessage | undefined = backlogAfter === "start" ? undefined : backlogAfter
-            const batch = yield* store.unsettledMessages({ limit: batchSize, after })
-            for (const message of batch) {
-              const published = yield* Effect.option(queue.publish(message))
-              if (published._tag === "None") return added // full: resume from here next time
-              if (!published.value.duplicate) added++
-              backlogAfter = message
+        /**
+         * Enqueues backlog messages until the queue is full or none are left.
+         * Each page asks for no more rows than the queue has room for, so a
+         * slot freed now and then costs a one-row read, not a page.
+         */
+        const drainBacklog = backlogLock.withPermit(
+          Effect.gen(function* () {
+            let added = 0
+            while (!backlogDrained) {
+              const room = (yield* queue.stats).available
+              if (room === 0) return added
+              const limit = Math.min(batchSize, room)
+              const batch = yield* store.unsettledMessages({ limit, after: backlogAfter, upTo: backlogEnd! })
+              for (const message of batch) {
+                const published = yield* Effect.option(queue.publish(message))
+                if (published._tag === "None") return added // full: resume from here when there is room
+                if (!published.value.duplicate) added++
+                backlogAfter = message
+              }
+              if (batch.length < limit) backlogDrained = true
             }
-            if (batch.length < batchSize) backlogAfter = undefined
+            return added
+          })
+        )
+
+        /** Follows the backlog as consumers make room, until it is drained. */
+        const followBacklog = Effect.gen(function* () {
+          while (!backlogDrained) {
+            yield* queue.awaitRoom
+            yield* drainBacklog.pipe(
+              Effect.catch((error) =>
+                Effect.andThen(
+                  Effect.logWarning("outbox relay: database unavailable; backlog resumes later", error),
+                  Effect.sleep(options.interval)
+                )
+              )
+            )
           }
-          return added
         })
 
         /** Enqueues the uncertain messages that did commit; forgets those that cannot have. */
@@ -119,6 +152,10 @@ export class OutboxRelay extends Context.Service<
         yield* Effect.logInfo(`recovered ${recovered} messages from the outbox`).pipe(
           Effect.annotateLogs({ recovered })
         )
+        if (!backlogDrained) {
+          yield* Effect.logInfo("outbox: the queue is full; the rest of the unsettled messages follow as it drains")
+          yield* Effect.forkScoped(followBacklog)
+        }
         yield* relay.pipe(Effect.delay(options.interval), Effect.forever, Effect.forkScoped)
 
         return OutboxRelay.of({ reportUncertain, relay })

@@ -156,6 +156,13 @@ export interface MessageQueueService {
    * are still delivered to whoever asks.
    */
   readonly stopWaiting: Effect.Effect<void>
+  /**
+   * Completes when the queue has room for another message: at once if it has,
+   * else as soon as one stops counting against the capacity (acked, aborted,
+   * dead-lettered). For whoever holds messages back while the queue is full
+   * (the outbox relay's backlog), so they follow as consumers make room.
+   */
+  readonly awaitRoom: Effect.Effect<void>
 }
 
 /** The queue's environment variables. A bad value fails with a ConfigError naming the variable. */
@@ -274,6 +281,9 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     }
   }
 
+  // Fibers waiting for room (see awaitRoom); all woken when any is made.
+  const roomWaiters = new Set<() => void>()
+
   // The timer fiber sleeps until `armedAt`; only a timer due earlier wakes it.
   // It never sleeps past the earliest timer, and keeps an armed time that is
   // still ahead even if that timer went away (acked), so the usual
@@ -291,6 +301,12 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
         armedAt = dueAt
         timerLatch.openUnsafe()
       }
+    },
+    onRoom: () => {
+      if (roomWaiters.size === 0) return
+      const woken = Array.from(roomWaiters)
+      roomWaiters.clear()
+      for (const waiter of woken) waiter()
     }
   })
 
@@ -455,6 +471,18 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     wake(waiters.size)
   })
 
+  const awaitRoom: Effect.Effect<void> = Effect.suspend(() =>
+    core.size < core.capacity
+      ? Effect.void
+      : Effect.callback<void>((resume) => {
+          const waiter = () => resume(Effect.void)
+          roomWaiters.add(waiter)
+          return Effect.sync(() => {
+            roomWaiters.delete(waiter)
+          })
+        })
+  )
+
   const service: MessageQueueService = {
     settings,
     reserve,
@@ -471,7 +499,8 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     redrive,
     purge,
     stats,
-    stopWaiting
+    stopWaiting,
+    awaitRoom
   }
   return service
 })

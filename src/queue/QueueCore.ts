@@ -113,6 +113,8 @@ export interface CoreOptions {
   readonly onReady: (count: number) => void
   /** Called when a timer is scheduled, with its due time. */
   readonly onTimer: (dueAt: number) => void
+  /** Called when a message stopped counting against the capacity (acked, aborted, dead-lettered). */
+  readonly onRoom: () => void
 }
 
 const randomId = (): string => {
@@ -128,6 +130,7 @@ export class QueueCore {
   readonly maxDeliveries: number
   private readonly onReady: (count: number) => void
   private readonly onTimer: (dueAt: number) => void
+  private readonly onRoom: () => void
 
   private readonly entries = new Map<string, Entry>()
   /**
@@ -169,6 +172,7 @@ export class QueueCore {
     this.maxDeliveries = options.maxDeliveries
     this.onReady = options.onReady
     this.onTimer = options.onTimer
+    this.onRoom = options.onRoom
   }
 
   /** Messages counted against the capacity (dead letters are not). */
@@ -270,6 +274,7 @@ export class QueueCore {
     this.pending--
     this.aborted++
     this.entries.delete(entry.messageId)
+    this.onRoom()
   }
 
   /**
@@ -338,6 +343,7 @@ export class QueueCore {
     this.inFlight--
     this.entries.delete(entry.messageId)
     this.acked++
+    this.onRoom()
     return entry
   }
 
@@ -490,6 +496,7 @@ export class QueueCore {
     entry.deadLetteredAt = now
     this.dead.set(entry.messageId, entry)
     this.deadLetteredTotal++
+    this.onRoom()
   }
 
   private pushBack(entry: Entry): void {

@@ -35,7 +35,14 @@ export interface NewFormulaRow {
 interface UnsettledRow {
   readonly message_id: string
   readonly body: unknown
-  readonly created_at: Date
+  readonly at: string
+}
+
+/** A place in the outbox's (created_at, message_id) order. */
+export interface OutboxPosition {
+  readonly messageId: string
+  /** `created_at` as PostgreSQL writes it: exact to the microsecond. */
+  readonly at: string
 }
 
 interface FormulaSelectRow {
@@ -179,29 +186,48 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
       ? Effect.void
       : Effect.asVoid(sql`UPDATE outbox SET purged_at = ${at} WHERE message_id IN ${sql.in(messageIds)}`)
 
-  /** Unsettled messages, oldest first, after a (created_at, message_id) position. */
+  /**
+   * Unsettled messages, oldest first, after a position and up to another
+   * (both inclusive of nothing past them): one page of the backlog. A
+   * position is `created_at` as the database's own text (microseconds, which
+   * a JS Date would round away, and with them the cursor's exactness) and
+   * the message id.
+   */
   const selectUnsettled = (options: {
     readonly limit: number
-    readonly after: { readonly createdAt: Date; readonly messageId: string } | undefined
+    readonly after: OutboxPosition | undefined
+    readonly upTo: OutboxPosition
   }) =>
     Effect.map(
       options.after === undefined
         ? sql<UnsettledRow>`
-            SELECT message_id::text AS message_id, body, created_at FROM outbox
+            SELECT message_id::text AS message_id, body, created_at::text AS at FROM outbox
              WHERE delivered_at IS NULL AND purged_at IS NULL
+               AND (created_at, message_id) <= (${options.upTo.at}::timestamptz, ${options.upTo.messageId}::uuid)
              ORDER BY created_at, message_id LIMIT ${options.limit}`
         : sql<UnsettledRow>`
-            SELECT message_id::text AS message_id, body, created_at FROM outbox
+            SELECT message_id::text AS message_id, body, created_at::text AS at FROM outbox
              WHERE delivered_at IS NULL AND purged_at IS NULL
-               AND (created_at, message_id) > (${options.after.createdAt}, ${options.after.messageId}::uuid)
+               AND (created_at, message_id) > (${options.after.at}::timestamptz, ${options.after.messageId}::uuid)
+               AND (created_at, message_id) <= (${options.upTo.at}::timestamptz, ${options.upTo.messageId}::uuid)
              ORDER BY created_at, message_id LIMIT ${options.limit}`,
       (rows) =>
         rows.map((row) => ({
           messageId: row.message_id,
           body: typeof row.body === "string" ? JSON.parse(row.body) : row.body,
-          createdAt: row.created_at
+          at: row.at
         }))
     )
+
+  /** The position of the newest unsettled message: where a start-up's backlog ends. */
+  const selectLastUnsettled = Effect.map(
+    sql<{ readonly message_id: string; readonly at: string }>`
+      SELECT message_id::text AS message_id, created_at::text AS at FROM outbox
+       WHERE delivered_at IS NULL AND purged_at IS NULL
+       ORDER BY created_at DESC, message_id DESC LIMIT 1`,
+    (rows): OutboxPosition | undefined =>
+      rows.length === 0 ? undefined : { messageId: rows[0]!.message_id, at: rows[0]!.at }
+  )
 
   /** The newest formulas' fingerprints, to warm the in-memory duplicate cache. */
   const selectRecentFingerprints = (limit: number) =>
@@ -218,6 +244,7 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     markDelivered,
     markPurged,
     selectUnsettled,
+    selectLastUnsettled,
     selectRecentFingerprints
   }
 }

@@ -9,11 +9,23 @@
 import { PgClient } from "@effect/sql-pg"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"
 import { GroupCommitLingerMs, GroupCommitMaxBatch, GroupCommitWorkers } from "../Settings.ts"
-import { DatabaseUnavailable, isBug, operationTimeout, timedOut, unavailableOnFailure } from "./DatabaseUnavailable.ts"
-import { type FormulaRow, makeFormulaSql, type MaterialRow, type NewFormulaRow } from "./FormulaSql.ts"
+import {
+  DatabaseUnavailable,
+  isConnectionFailure,
+  operationTimeout,
+  timedOut,
+  unavailableOnFailure
+} from "./DatabaseUnavailable.ts"
+import {
+  type FormulaRow,
+  makeFormulaSql,
+  type MaterialRow,
+  type NewFormulaRow,
+  type OutboxPosition
+} from "./FormulaSql.ts"
 import * as GroupCommit from "./GroupCommit.ts"
 
-export type { FormulaRow, MaterialRow }
+export type { FormulaRow, MaterialRow, OutboxPosition }
 
 export { DatabaseUnavailable }
 
@@ -23,10 +35,9 @@ export type InsertOutcome =
   | { readonly _tag: "Created"; readonly formula: FormulaRow }
   | { readonly _tag: "Duplicate"; readonly existingId: string }
 
-export interface UnsettledMessage {
-  readonly messageId: string
+/** An unsettled message, with its place in the outbox (a cursor for the next page). */
+export interface UnsettledMessage extends OutboxPosition {
   readonly body: unknown
-  readonly createdAt: Date
 }
 
 export interface Page {
@@ -62,11 +73,18 @@ export class FormulaStore extends Context.Service<
     markDelivered(messageId: string): Effect.Effect<void, DatabaseUnavailable>
     /** Records that an operator purged these dead letters. */
     markPurged(messageIds: ReadonlyArray<string>): Effect.Effect<void, DatabaseUnavailable>
-    /** Committed messages no consumer has acknowledged (and nobody purged), oldest first, page by page. */
+    /**
+     * Committed messages no consumer has acknowledged (and nobody purged),
+     * oldest first, page by page: after `after` (undefined: from the start),
+     * up to `upTo` inclusive.
+     */
     unsettledMessages(options: {
       readonly limit: number
-      readonly after: UnsettledMessage | undefined
+      readonly after: OutboxPosition | undefined
+      readonly upTo: OutboxPosition
     }): Effect.Effect<ReadonlyArray<UnsettledMessage>, DatabaseUnavailable>
+    /** Where the newest unsettled message is; undefined when every message is settled. */
+    readonly lastUnsettled: Effect.Effect<OutboxPosition | undefined, DatabaseUnavailable>
     /** Which of these messages exist, i.e. whose transactions committed. */
     existingMessages(messageIds: ReadonlyArray<string>): Effect.Effect<ReadonlySet<string>, DatabaseUnavailable>
     /** fingerprint → id of the newest `limit` formulas. */
@@ -106,10 +124,17 @@ export class FormulaStore extends Context.Service<
          * "duplicate of our own id" means the first one committed; a first
          * one arriving later still finds the make-up taken and writes nothing.
          * No guess, no race with a statement still in flight.
+         *
+         * Only a connection failure leaves the outcome unknown. An error the
+         * server answered (a unique violation, a deadlock, ...) says the
+         * statement did not happen, and running it again would hide what
+         * caused it: it surfaces (DatabaseUnavailable.ts).
          */
         const insertOne = (formula: NewFormula): Effect.Effect<InsertOutcome, DatabaseUnavailable> =>
           writeOne(formula).pipe(
-            Effect.catchTag("SqlError", (error) => (isBug(error) ? Effect.die(error) : writeOne(formula))),
+            Effect.catchTag("SqlError", (error) =>
+              isConnectionFailure(error) ? writeOne(formula) : Effect.fail(error)
+            ),
             unavailableOnFailure,
             Effect.map((outcome) =>
               outcome._tag === "Created" || outcome.existingId === formula.id ? createdRow(formula) : outcome
@@ -145,9 +170,13 @@ export class FormulaStore extends Context.Service<
 
         const writeOne = (formula: NewFormula) => Effect.map(batchWrite([formula]), (outcomes) => outcomes[0]!)
 
-        // A failed batch is written again item by item with the same ids: each
-        // item learns whether the batch committed it (see insertOne), and one
-        // bad item cannot fail its neighbours.
+        // A batch whose outcome is unknown (connection lost, no answer in
+        // time) is written again item by item with the same ids: each item
+        // learns whether the batch committed it (see insertOne). A batch the
+        // server refused did not happen; every item gets that answer — a
+        // defect for a bug, DatabaseUnavailable otherwise — rather than a
+        // second chance that would hide it (a unique violation from a race,
+        // say, would vanish item by item).
         const insertBatch = (
           formulas: ReadonlyArray<NewFormula>
         ): Effect.Effect<ReadonlyArray<Exit.Exit<InsertOutcome, DatabaseUnavailable>>> =>
@@ -156,15 +185,19 @@ export class FormulaStore extends Context.Service<
             : batchWrite(formulas).pipe(
                 Effect.map((outcomes) => outcomes.map((outcome) => Exit.succeed(outcome))),
                 Effect.timeoutOrElse({ duration: operationTimeout, orElse: () => Effect.fail(timedOut) }),
-                Effect.catchCause(() =>
-                  Effect.forEach(formulas, (formula) => Effect.exit(insertOne(formula)), {
-                    concurrency: options.workers * 4
-                  }).pipe(
-                    Effect.timeoutOrElse({
-                      duration: operationTimeout,
-                      orElse: () => Effect.succeed(formulas.map(() => Exit.fail(timedOut)))
-                    })
-                  )
+                Effect.catch((error) =>
+                  error._tag === "DatabaseUnavailable" || isConnectionFailure(error)
+                    ? Effect.forEach(formulas, (formula) => Effect.exit(insertOne(formula)), {
+                        concurrency: options.workers * 4
+                      }).pipe(
+                        Effect.timeoutOrElse({
+                          duration: operationTimeout,
+                          orElse: () => Effect.succeed(formulas.map(() => Exit.fail(timedOut)))
+                        })
+                      )
+                    : Effect.map(Effect.exit(unavailableOnFailure(Effect.fail(error))), (exit) =>
+                        formulas.map(() => exit)
+                      )
                 ),
                 Effect.withSpan("FormulaStore.insertBatch", { attributes: { size: formulas.length } })
               )
@@ -211,8 +244,16 @@ export class FormulaStore extends Context.Service<
             Effect.withSpan("FormulaStore.markPurged")
           )
 
-        const unsettledMessages = (options: { readonly limit: number; readonly after: UnsettledMessage | undefined }) =>
-          q.selectUnsettled(options).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.unsettledMessages"))
+        const unsettledMessages = (options: {
+          readonly limit: number
+          readonly after: OutboxPosition | undefined
+          readonly upTo: OutboxPosition
+        }) => q.selectUnsettled(options).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.unsettledMessages"))
+
+        const lastUnsettled = q.selectLastUnsettled.pipe(
+          unavailableOnFailure,
+          Effect.withSpan("FormulaStore.lastUnsettled")
+        )
 
         const recentFingerprints = (limit: number) =>
           q
@@ -227,6 +268,7 @@ export class FormulaStore extends Context.Service<
           markDelivered,
           markPurged,
           unsettledMessages,
+          lastUnsettled,
           recentFingerprints,
           existingMessages: (messageIds: ReadonlyArray<string>) =>
             q

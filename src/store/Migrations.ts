@@ -6,12 +6,17 @@
  * - `seq` orders formulas for pagination; `id` is what clients see.
  * - `outbox` holds each formula's `FormulaSubmitted` message, written in the
  *   same transaction as the formula: the message exists iff the formula does.
+ * - A new `FINGERPRINT_VERSION` comes with a migration that re-fingerprints the
+ *   stored formulas in TypeScript (Refingerprint.ts, which says how collisions
+ *   are handled): 0005 for version 2 (full Unicode case folding).
  */
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import * as Migrator from "effect/sql/Migrator"
+import { refingerprintAll } from "./Refingerprint.ts"
 
-export const migrations = Migrator.fromRecord({
+/** Every migration by `<id>_<name>` (tests run a prefix of them to build an older database). */
+export const migrationRecord = {
   "0001_create_formulas": Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     yield* sql`
@@ -75,8 +80,14 @@ export const migrations = Migrator.fromRecord({
       )`
     // The purge deletes by age (claimed_at < cutoff), oldest first.
     yield* sql`CREATE INDEX idempotency_keys_claimed_at ON idempotency_keys (claimed_at)`
-  })
-})
+  }),
+  // Fingerprint version 2: Unicode full case folding (C + F) instead of a round trip through upper case.
+  // It only splits version 1's classes of names, so no two stored formulas can meet; Refingerprint.ts
+  // would keep both if they did. Always re-fingerprints to the current version.
+  "0005_fingerprint_v2": Effect.asVoid(refingerprintAll())
+} satisfies Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>
+
+export const migrations = Migrator.fromRecord(migrationRecord)
 
 /** Runs every pending migration; safe to call from several processes at once (the migrator locks its table). */
 export const runMigrations = Migrator.make({})({ loader: migrations })

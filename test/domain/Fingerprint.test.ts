@@ -7,9 +7,12 @@ import {
   normalizeMaterialName,
   normalizeUnicode
 } from "../../src/domain/Fingerprint.ts"
+import { caseFold } from "../../src/domain/CaseFolding.ts"
 import { decodeFormulaJson, type Formula, validateFormula } from "../../src/domain/Formula.ts"
+import { fingerprintV1, normalizeMaterialNameV1 } from "../support/FingerprintV1.ts"
 import {
   canonicalJson,
+  int,
   phrase,
   MAX,
   randomFrom,
@@ -26,6 +29,33 @@ const valid = (input: unknown): Formula => {
   return result.success
 }
 
+// The characters where something happens (case, compatibility, marks, ignorables, spaces): every other code
+// point is its own key under both versions. Random strings draw half their characters from the ones the two
+// versions treat differently or that compose around them.
+// Beyond U+1FFFF only the CJK compatibility ideographs (NFKC) and the tags and variation selectors
+// (ignorable) do anything.
+const ALPHABET = [0x0, 0x20000, 0x2f800, 0x2fa20, 0xe0000, 0xe1000]
+  .flatMap((from, i, bounds) => (i % 2 === 0 ? Array.from({ length: bounds[i + 1]! - from }, (_, k) => from + k) : []))
+  .filter((cp) => cp < 0xd800 || cp > 0xdfff)
+  .map((cp) => String.fromCodePoint(cp))
+  .filter(
+    (c) =>
+      c.toUpperCase() !== c ||
+      c.toLowerCase() !== c ||
+      c.normalize("NFKC") !== c ||
+      caseFold(c) !== c ||
+      /\p{M}|\p{Default_Ignorable_Code_Point}|\s/u.test(c)
+  )
+const HOT = Array.from(
+  "ıIiİ\u0307\u{1D6A4}ΣσςΑα\u0345ΙιͅΐΰῒῢẞßsSſjJǰ\u030C\u0301\u0308\u0342ᾳᾼᾀꭰᏸᏰᎠkK\u212A\u2126ω\u00AD\u200B\uFFA0 \t.'"
+)
+const interesting = Arbitrary.array(
+  Arbitrary.all([int(0, 1), int(0, ALPHABET.length - 1), int(0, HOT.length - 1)]).pipe(
+    Arbitrary.map(([hot, a, h]) => (hot === 1 ? HOT[h]! : ALPHABET[a]!))
+  ),
+  { minLength: 1, maxLength: 8 }
+).pipe(Arbitrary.map((characters) => characters.join("")))
+
 const DESIGN_EXAMPLE = {
   name: "Summer Breeze",
   materials: [
@@ -36,15 +66,17 @@ const DESIGN_EXAMPLE = {
 }
 
 describe("Fingerprint", () => {
-  it("pins version 1 of the canonical string and its hash", () => {
+  it("pins version 2 of the canonical string and its hash", () => {
     const formula = valid(DESIGN_EXAMPLE)
-    assert.strictEqual(FINGERPRINT_VERSION, 1)
+    assert.strictEqual(FINGERPRINT_VERSION, 2)
     assert.strictEqual(
       canonicalString(formula),
-      'formula-fingerprint/v1\n[["bergamot oil","15.5"],["lavender absolute","10"],["sandalwood","5.2"]]'
+      'formula-fingerprint/v2\n[["bergamot oil","15.5"],["lavender absolute","10"],["sandalwood","5.2"]]'
     )
     // Changing this value changes every stored fingerprint: that needs a new FINGERPRINT_VERSION.
-    assert.strictEqual(fingerprint(formula), "06d13e096ce3217dca3ab1850cbdf2af32aec07be623d8aa62e33393164c472f")
+    assert.strictEqual(fingerprint(formula), "bb82d51a3e80aae88291e7a2b0d0830e05ff3e6a705be8f127dbb7b127c85eb5")
+    // The frozen copy of version 1 (test/support/FingerprintV1.ts) still gives version 1's pinned value.
+    assert.strictEqual(fingerprintV1(formula), "06d13e096ce3217dca3ab1850cbdf2af32aec07be623d8aa62e33393164c472f")
   })
 
   it.each([
@@ -56,11 +88,40 @@ describe("Fingerprint", () => {
     ["Straße", "strasse"],
     ["Cafe\u0301", "café"],
     ["Lav\u00ADen\u200Bder", "lavender"],
-    ["ΟΔΟΣ", "οδος"],
-    ["οδοσ", "οδος"],
-    ["Ǆ ǅ", "dž dž"]
+    ["STRAẞE", "strasse"],
+    ["ΟΔΟΣ", "οδοσ"],
+    ["οδος", "οδοσ"],
+    ["Ǆ ǅ", "dž dž"],
+    // Full case folding, not a round trip through upper case: dotless ı (no C or F mapping) stays itself…
+    ["Irıs", "irıs"],
+    ["\u{1D6A4}", "\u0131"], // mathematical italic dotless i: NFKC, then ı
+    // …İ folds to i + U+0307, which has no precomposed form; ǰ folds to j + U+030C and NFKC composes it again
+    ["\u0130", "i\u0307"],
+    ["J\u030C", "\u01F0"],
+    ["\u212A", "k"], // Kelvin sign
+    ["\uAB70\u13F8", "\u13A0\u13F0"] // Cherokee folds to capitals
   ])("normalizes %j to %j", (name, key) => {
     assert.strictEqual(normalizeMaterialName(name), key)
+  })
+
+  it.prop(
+    "version 2 only splits version 1's classes of names: v1(v2 key) = v1 key, so no two v1-distinct names meet",
+    [interesting],
+    ([name]) => {
+      assert.strictEqual(normalizeMaterialNameV1(normalizeMaterialName(name)), normalizeMaterialNameV1(name), name)
+    },
+    { arbitrary: { runs: 5_000 } }
+  )
+
+  it("version 2 only splits version 1's classes: every single character", () => {
+    let changed = 0
+    for (const name of ALPHABET) {
+      const key = normalizeMaterialName(name)
+      assert.strictEqual(normalizeMaterialNameV1(key), normalizeMaterialNameV1(name), name)
+      if (key !== normalizeMaterialNameV1(name)) changed++
+    }
+    // ı, 𝚤 and the Cherokee letters (small → capital): the only single characters whose key changed.
+    assert.strictEqual(changed, 174)
   })
 
   it("sorts by UTF-16 code units, not by locale", () => {
@@ -71,7 +132,7 @@ describe("Fingerprint", () => {
         { name: "f", concentration: 1 }
       ]
     })
-    assert.strictEqual(canonicalString(formula), 'formula-fingerprint/v1\n[["f","1"],["é","1"]]')
+    assert.strictEqual(canonicalString(formula), 'formula-fingerprint/v2\n[["f","1"],["é","1"]]')
   })
 
   it("cannot be forged by a name that looks like the encoding", () => {
@@ -84,7 +145,7 @@ describe("Fingerprint", () => {
       ]
     })
     assert.notStrictEqual(fingerprint(forged), fingerprint(honest))
-    const body = canonicalString(forged).slice("formula-fingerprint/v1\n".length)
+    const body = canonicalString(forged).slice("formula-fingerprint/v2\n".length)
     assert.deepStrictEqual(JSON.parse(body), [['a","1"],["b', "1"]])
   })
 
@@ -109,6 +170,13 @@ describe("Fingerprint", () => {
     },
     { arbitrary: { runs: 500 } }
   )
+
+  it("the printable-ASCII shortcut gives the full rules' key for every pair of printable ASCII characters", () => {
+    const ascii = Array.from({ length: 0x7f - 0x20 }, (_, i) => String.fromCharCode(0x20 + i))
+    for (const a of ascii) {
+      for (const b of ascii) assert.strictEqual(normalizeMaterialName(a + b), normalizeUnicode(a + b), a + b)
+    }
+  })
 
   it.prop("a respelled name keeps its key", [phrase, seed], ([name, s]) => {
     const respelled = respellName(randomFrom(s), name)

@@ -94,6 +94,15 @@ describe("Formula", () => {
       ])
     })
 
+    it("an array over 500 is one problem, whatever its elements — protects against judging each of them", () => {
+      for (const elements of [Array(524_256).fill(0), Array.from({ length: 349_504 }, () => ({})), materials(501)]) {
+        assert.deepStrictEqual(errorsOf({ name: "", materials: elements }), [
+          { path: "/name", message: "must not be empty" },
+          { path: "/materials", message: "must contain at most 500 materials" }
+        ])
+      }
+    })
+
     it("rejects names that normalize to the same key, at the later occurrence", () => {
       const errors = errorsOf(
         withMaterials(
@@ -242,6 +251,21 @@ describe("Formula", () => {
       errorsOf(withMaterials(material("Rose"), material("x", -1), material("rose"))).map((e) => e.path),
       ["/materials/1/concentration", "/materials/2/name"]
     )
+  })
+
+  it("lists the first 100 problems and counts the rest — protects the size of a 400", () => {
+    const result = validateFormula(withMaterials(...Array.from({ length: 500 }, () => ({}))))
+    if (Result.isSuccess(result)) throw new Error("expected validation to fail")
+    // Each empty material lacks its name and its concentration: 1,000 problems.
+    assert.strictEqual(result.failure.errors.length, 100)
+    assert.strictEqual(result.failure.moreErrors, 900)
+    assert.deepStrictEqual(result.failure.errors.slice(0, 2), [
+      { path: "/materials/0/name", message: "is required" },
+      { path: "/materials/0/concentration", message: "is required" }
+    ])
+    assert.match(result.failure.message, /; and 900 more problems$/)
+    const few = validateFormula({ name: "" })
+    assert.strictEqual(Result.isFailure(few) && few.failure.moreErrors, 0)
   })
 
   it.effect("decodeFormula fails with a FormulaInvalid tagged error", () =>

@@ -4,9 +4,10 @@
  * saw); a key cannot be reused for another body; outcomes that are not
  * final (400) are not remembered; keys are per client.
  */
-import { assert, describe, layer } from "@effect/vitest"
-import { Effect } from "effect"
-import { testDatabases } from "../support/Databases.ts"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import { postgresUrl, testDatabases } from "../support/Databases.ts"
+import { FaultInjector, postgresThrough } from "../support/FaultyStream.ts"
 import { request, testServer } from "../support/TestServer.ts"
 
 let counter = 0
@@ -58,7 +59,13 @@ for (const database of testDatabases) {
           assert.strictEqual(again.status, 409)
           assert.strictEqual(again.headers.get("idempotent-replayed"), "true")
           assert.include(again.headers.get("content-type") ?? "", "application/problem+json")
-          assert.deepStrictEqual(again.json, first.json)
+          // The same body but for requestId, which names the request each answer went to.
+          const { requestId: firstId, ...firstBody } = first.json
+          const { requestId: againId, ...againBody } = again.json
+          assert.deepStrictEqual(againBody, firstBody)
+          assert.strictEqual(firstId, first.headers.get("x-request-id"))
+          assert.strictEqual(againId, again.headers.get("x-request-id"))
+          assert.notStrictEqual(againId, firstId)
         })
       )
 
@@ -105,6 +112,48 @@ for (const database of testDatabases) {
           const ok = yield* post(uniqueFormula(), { "idempotency-key": `${"y".repeat(250)}${counter++}`.slice(0, 255) })
           assert.strictEqual(ok.status, 201)
         })
+      )
+    })
+  })
+}
+
+// The in-flight 409 needs the first request held inside its transaction while the second arrives: its
+// statement's answer is held on the wire (FaultyStream `hold`) — the database has done its part, the
+// first request cannot finish until the test lets it. PostgreSQL only: the held answer blocks PGlite's
+// one connection, so a second request could not even claim its key there.
+const url = postgresUrl
+if (url === undefined) {
+  describe("Idempotency-Key in flight over HTTP on postgres", () => {
+    it.skip("skipped: TEST_DATABASE_URL is not set", () => {})
+  })
+} else {
+  const injector = new FaultInjector()
+  describe("Idempotency-Key in flight over HTTP on postgres", () => {
+    layer(testServer(postgresThrough(url, injector)), { excludeTestServices: true })((it) => {
+      it.effect(
+        "the same key while the first request is held in flight: 409 idempotency-key-in-flight (not the 422 of another body, not the duplicate 409); once the first finishes, its 201 is replayed — protects KeyInFlight and its problem type",
+        () =>
+          Effect.gen(function* () {
+            const formula = uniqueFormula()
+            const key = { "idempotency-key": `k-${counter++}` }
+            const held = injector.arm("INSERT INTO formulas", "hold")
+            const first = yield* Effect.forkChild(post(formula, key))
+            yield* held.fired
+
+            const second = yield* post(formula, key)
+            assert.strictEqual(second.status, 409, second.text)
+            assert.strictEqual(second.json.type, "urn:formula-intake:problem:idempotency-key-in-flight")
+            assert.include(second.headers.get("content-type") ?? "", "application/problem+json")
+            assert.isNull(second.headers.get("idempotent-replayed"))
+
+            yield* held.release
+            const answered = yield* Fiber.join(first)
+            assert.strictEqual(answered.status, 201, answered.text)
+            const again = yield* post(formula, key)
+            assert.strictEqual(again.status, 201)
+            assert.strictEqual(again.headers.get("idempotent-replayed"), "true")
+            assert.deepStrictEqual(again.json, answered.json)
+          })
       )
     })
   })

@@ -3,7 +3,8 @@
  * path's counters are plain numbers read when the metrics are scraped
  * (src/observability/Counters.ts); these tests protect that each outcome is
  * counted exactly once, and that an Idempotency-Key replay, a reused key or
- * a key in flight is not counted as a submission (it submitted nothing).
+ * a key in flight is not counted as a submission (it submitted nothing);
+ * and that answers no route gave (404, 405) are counted like any other.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
@@ -59,6 +60,22 @@ for (const database of testDatabases) {
             assert.strictEqual(responses(400), 1)
             assert.strictEqual(responses(422), 1)
           })
+      )
+
+      it.effect("404s for unknown paths and 405s for wrong methods are counted by method and status", () =>
+        Effect.gen(function* () {
+          const before = yield* scrape
+          assert.strictEqual((yield* request("GET", `/nothing-${uniqueTag()}`)).status, 404)
+          assert.strictEqual((yield* request("GET", `/nothing-${uniqueTag()}`)).status, 404)
+          assert.strictEqual((yield* request("PUT", "/formulas")).status, 405)
+          assert.strictEqual((yield* request("DELETE", "/health")).status, 405)
+          const after = yield* scrape
+          const responses = (method: string, status: number) =>
+            delta(before, after, `http_requests_total{method="${method}",status="${status}"}`)
+          assert.strictEqual(responses("GET", 404), 2)
+          assert.strictEqual(responses("PUT", 405), 1)
+          assert.strictEqual(responses("DELETE", 405), 1)
+        })
       )
     })
   })

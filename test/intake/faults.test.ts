@@ -20,6 +20,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { PgClient } from "@effect/sql-pg"
 import { Cause, Duration, Effect, Exit, Fiber, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import type { SqlClient } from "effect/sql"
 import { randomBytes } from "node:crypto"
 import { FormulaIntake, type SubmitError } from "../../src/intake/FormulaIntake.ts"
@@ -99,6 +100,9 @@ const steps: ReadonlyArray<{ readonly point: FaultPoint; readonly title: string 
 
 const timeout = 45_000
 
+/** The periodic relay's interval where a test lets the TestClock run it. */
+const relayInterval = Duration.seconds(5)
+
 /**
  * Submits `input` with the connection cut at `point` of its statement and,
  * the moment that happens, the database gone too, so the store's retry cannot
@@ -117,6 +121,7 @@ const submitAsDatabaseGoes = (injector: FaultInjector, point: FaultPoint, input:
     assert.isTrue(yield* fault.hasFired, "the fault fired")
     assert.strictEqual(failureTag(exit), "DatabaseUnavailable")
     injector.setOffline(false)
+    return fault
   })
 
 for (const database of faultyDatabases(postgresUrl)) {
@@ -180,6 +185,55 @@ for (const database of faultyDatabases(postgresUrl)) {
       timeout
     )
 
+    it.effect(
+      "connection lost while the statement is on its way, the database gone, and the statement landing only after the client gave up: DatabaseUnavailable now, yet announced once by the periodic relay once it landed (a, b) — on the TestClock, no real waits — protects remembering an uncertain outcome until the database confirms it",
+      () =>
+        onRuntime(
+          database,
+          (injector) =>
+            Effect.gen(function* () {
+              const queue = yield* MessageQueue
+              const input = makeUp()
+              const fault = yield* submitAsDatabaseGoes(injector, "stall", input)
+              // PGlite is one session, which the stalled connection holds until it is gone: nothing
+              // else reaches that database before the statement lands.
+              if (database.name === "postgres") {
+                assert.strictEqual((yield* formulasInDatabase).size, 0, "not landed yet")
+                // Asked before it landed, the database knows nothing of it: the relay keeps asking.
+                assert.strictEqual(yield* relayOnce, 0)
+              }
+
+              yield* fault.release
+              yield* fault.landed
+              const stored = yield* formulasInDatabase
+              assert.strictEqual(stored.size, 1, "the statement took effect after its submitter was answered 503")
+
+              // A consumer waits (on the TestClock, so only a message ends its wait) while one interval passes.
+              const consumer = yield* Effect.forkChild(queue.receive({ max: 10, wait: Duration.hours(1) }), {
+                startImmediately: true
+              })
+              yield* TestClock.adjust(relayInterval)
+              const deliveries = yield* TestClock.withLive(
+                Fiber.join(consumer).pipe(
+                  Effect.timeoutOrElse({
+                    duration: Duration.seconds(30),
+                    orElse: () => Effect.die(new Error("the committed message was never announced"))
+                  })
+                )
+              )
+              assert.strictEqual(deliveries.length, 1)
+              const body = deliveries[0]!.body as { readonly formulaId: string }
+              assert.isTrue(stored.has(body.formulaId), "the message announces the formula that landed")
+              yield* queue.release(deliveries[0]!.receipt)
+              const report = yield* assertInvariants
+              assert.deepStrictEqual(report.delivered, [deliveries[0]!.messageId], "announced once")
+              assert.strictEqual(failureTag(yield* submit(input)), "Duplicate", "its make-up is taken")
+            }),
+          { ...settings, relayInterval }
+        ),
+      timeout
+    )
+
     it.live(
       "connection lost after the statement committed (answer lost): reported Created, stored once, announced once, its make-up taken (a, b, c) — protects the store asking the database whether an unknown outcome took effect",
       () =>
@@ -212,8 +266,8 @@ for (const database of faultyDatabases(postgresUrl)) {
             const fault = injector.arm(STORE, "late", { lateDelay: 300 })
             const exit = yield* submit(input)
             assert.isTrue(yield* fault.hasFired, "the fault fired")
-            // Let the late statement arrive and the old session end.
-            yield* Effect.sleep(Duration.millis(800))
+            // The late statement has reached the server and been answered (it took effect or not by then).
+            yield* fault.landed
             if (Exit.isSuccess(exit)) {
               assert.isTrue((yield* formulasInDatabase).has(exit.value.id), "a submission reported created is stored")
             } else {
@@ -242,8 +296,8 @@ for (const database of faultyDatabases(postgresUrl)) {
             const fiber = yield* submit(input).pipe(Effect.forkChild)
             // The server has committed; its answer is held back while the submitter is interrupted.
             yield* fault.fired
-            const interrupting = yield* Fiber.interrupt(fiber).pipe(Effect.forkChild)
-            yield* Effect.sleep(Duration.millis(50))
+            // Started at once: the interruption is signalled before the answer is let through.
+            const interrupting = yield* Fiber.interrupt(fiber).pipe(Effect.forkChild({ startImmediately: true }))
             yield* fault.release
             yield* Fiber.join(interrupting)
             const exit = yield* Fiber.await(fiber)
@@ -374,7 +428,7 @@ for (const database of faultyDatabases(postgresUrl)) {
               const fault = injector.arm(STORE, "late", { lateDelay: 300 })
               const exits = yield* Effect.forEach(inputs, submit, { concurrency: "unbounded" })
               assert.isTrue(yield* fault.hasFired, "the fault fired")
-              yield* Effect.sleep(Duration.millis(800))
+              yield* fault.landed
               const formulas = yield* formulasInDatabase
               for (const [index, exit] of exits.entries()) {
                 if (Exit.isSuccess(exit)) {

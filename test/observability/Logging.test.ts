@@ -3,18 +3,28 @@
  * object per line (what log collectors and test/process read).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Console, Effect } from "effect"
+import { Effect } from "effect"
 import * as Logging from "../../src/observability/Logging.ts"
 
+/** The lines written to stdout while `effect` ran (json lines leave in one write after the turn: JsonLines.ts). */
 const capture = <A, E>(effect: Effect.Effect<A, E>) =>
   Effect.gen(function* () {
-    const lines: Array<string> = []
-    const console: Console.Console = {
-      ...globalThis.console,
-      log: (...args: Array<unknown>) => lines.push(args.join(" "))
+    const chunks: Array<string> = []
+    const original = process.stdout.write
+    process.stdout.write = ((chunk: string) => {
+      chunks.push(chunk)
+      return true
+    }) as typeof process.stdout.write
+    try {
+      yield* effect
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+    } finally {
+      process.stdout.write = original
     }
-    yield* effect.pipe(Effect.provideService(Console.Console, console))
-    return lines
+    return chunks
+      .join("")
+      .split("\n")
+      .filter((line) => line !== "")
   })
 
 describe("Logging.layer", () => {

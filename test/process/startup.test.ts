@@ -34,6 +34,7 @@ const badValues: Record<string, string> = {
   DATABASE_WAIT_MS: "-1",
   LOG_LEVEL: "loud",
   LOG_FORMAT: "xml",
+  ACCESS_LOG: "maybe",
   QUEUE_CAPACITY: "0",
   QUEUE_VISIBILITY_TIMEOUT_MS: "soon",
   QUEUE_MAX_DELIVERIES: "1.5",

@@ -36,6 +36,7 @@ describe("PGlite bridge", () => {
 
       const second = yield* client(db)
       const count = yield* Effect.forkChild(second<{ n: number }>`SELECT count(*)::int AS n FROM t`)
+      // A real wait, kept: it shows that something does *not* happen, which no hand-off can signal.
       yield* Effect.sleep(200)
       assert.isUndefined(count.pollUnsafe(), "the second connection must not run inside the first one's transaction")
 

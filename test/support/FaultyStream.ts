@@ -16,6 +16,12 @@
  * - `late`: the client sees the connection die at once, but the statement
  *   still reaches the server a little later (a slow network or a stalled
  *   server): the client cannot know whether, nor when, it takes effect.
+ * - `stall`: the same, but the statement reaches the server only when the
+ *   test releases it, so the test decides when it takes effect.
+ *
+ * For `late` and `stall`, `landed` completes once the server has answered the
+ * statement that arrived late: it took effect (or failed) by then. Tests wait
+ * for that hand-off rather than for time to pass.
  *
  * A statement is recognised by its SQL text wherever the frontend messages
  * carry it: a simple `Query`, or a `Bind` of a statement whose `Parse` (maybe
@@ -35,7 +41,7 @@ import * as Database from "../../src/store/Database.ts"
 import { makePgliteStream } from "../../src/store/PgliteBridge.ts"
 import type { DatabaseLayer } from "./Databases.ts"
 
-export type FaultPoint = "before" | "after" | "hold" | "late"
+export type FaultPoint = "before" | "after" | "hold" | "late" | "stall"
 
 export interface Fault {
   readonly sql: string
@@ -43,7 +49,9 @@ export interface Fault {
   /** Completes when the fault fired (for `after` and `hold`: once the server's answer arrived). */
   readonly fired: Effect.Effect<void>
   readonly hasFired: Effect.Effect<boolean>
-  /** `hold`: hands the held answer to the client. */
+  /** `late`, `stall`: completes when the server has answered the statement that arrived late. */
+  readonly landed: Effect.Effect<void>
+  /** `hold`: hands the held answer to the client. `stall`: sends the statement on to the server. */
   readonly release: Effect.Effect<void>
   /** `hold`: drops the held answer and kills the connection. */
   readonly cut: Effect.Effect<void>
@@ -54,6 +62,7 @@ interface Armed {
   readonly point: FaultPoint
   readonly lateDelay: number
   readonly fired: Deferred.Deferred<void>
+  readonly landed: Deferred.Deferred<void>
   connection: FaultyConnection | undefined
 }
 
@@ -82,8 +91,10 @@ class FaultyConnection extends Duplex {
   private awaiting: Armed | undefined
   private held: Array<Buffer> = []
   private holding = false
-  /** `late`: the client's side is gone, the server's side lives on for a while. */
+  /** `late`, `stall`: the client's side is gone, the server's side lives on for a while. */
   private detached = false
+  /** `late`, `stall`: the statement not yet sent on, then sent and awaiting the server's answer. */
+  private stalled: { readonly chunk: Buffer; readonly armed: Armed; sent: boolean } | undefined
 
   constructor(inner: Duplex, injector: FaultInjector) {
     super()
@@ -149,7 +160,17 @@ class FaultyConnection extends Duplex {
   }
 
   private fromServer(chunk: Buffer): void {
-    if (this.detached || this.destroyed) return
+    if (this.detached) {
+      // The late statement's answer: nobody reads it; it only tells that the statement landed.
+      const stalled = this.stalled
+      if (stalled !== undefined && stalled.sent && this.completesAnswer(chunk)) {
+        this.stalled = undefined
+        Deferred.doneUnsafe(stalled.armed.landed, Effect.void)
+        this.inner.end()
+      }
+      return
+    }
+    if (this.destroyed) return
     const complete = this.completesAnswer(chunk)
     const armed = this.awaiting
     if (armed === undefined) {
@@ -177,8 +198,18 @@ class FaultyConnection extends Duplex {
     this.destroy(new Error("connection lost (injected fault)"))
   }
 
-  /** Hands what was held to the client and lets the connection go on. */
+  /** `stall`: sends the statement on to the server, whose answer completes `landed`. */
+  sendStalled(): void {
+    const stalled = this.stalled
+    if (stalled === undefined || stalled.sent) return
+    stalled.sent = true
+    this.inBuffer = Buffer.alloc(0)
+    this.inner.write(stalled.chunk)
+  }
+
+  /** Hands what was held to the client and lets the connection go on (`stall`: sends the statement on). */
   releaseHeld(): void {
+    if (this.stalled !== undefined) return this.sendStalled()
     if (!this.holding) return
     this.holding = false
     const held = this.held
@@ -202,13 +233,16 @@ class FaultyConnection extends Duplex {
         Deferred.doneUnsafe(armed.fired, Effect.void)
         this.kill()
         return callback()
-      case "late": {
-        Deferred.doneUnsafe(armed.fired, Effect.void)
-        const inner = this.inner
-        // The client's side dies now; the statement arrives later, then the connection closes.
+      case "late":
+      case "stall": {
+        // The client's side dies now; the statement arrives later (after a delay, or when released),
+        // then the connection closes. Detached before `fired` completes: whoever awaits it may take
+        // the database offline at once, which must not kill the server's side of this connection.
         this.detached = true
+        this.stalled = { chunk, armed, sent: false }
         this.destroy(new Error("connection lost (injected fault)"))
-        setTimeout(() => inner.end(chunk), armed.lateDelay)
+        Deferred.doneUnsafe(armed.fired, Effect.void)
+        if (armed.point === "late") setTimeout(() => this.sendStalled(), armed.lateDelay)
         return callback()
       }
       case "after":
@@ -265,6 +299,7 @@ export class FaultInjector {
       point,
       lateDelay: Duration.toMillis(Duration.fromInputUnsafe(options.lateDelay ?? 200)),
       fired: Deferred.makeUnsafe<void>(),
+      landed: Deferred.makeUnsafe<void>(),
       connection: undefined
     }
     this.armed = armed
@@ -273,6 +308,7 @@ export class FaultInjector {
       point,
       fired: Deferred.await(armed.fired),
       hasFired: Deferred.isDone(armed.fired),
+      landed: Deferred.await(armed.landed),
       release: Effect.sync(() => armed.connection?.releaseHeld()),
       cut: Effect.sync(() => armed.connection?.kill())
     }

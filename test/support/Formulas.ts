@@ -30,7 +30,9 @@ const problemSchemas: Record<string, Schema.Decoder<unknown>> = {
   "queue-full": Problems.QueueFullProblem,
   "idempotency-key-reused": Problems.IdempotencyKeyReused,
   "idempotency-key-in-flight": Problems.IdempotencyKeyInFlight,
-  "queue-receipt-invalid": QueueReceiptInvalid
+  "queue-receipt-invalid": QueueReceiptInvalid,
+  "not-found": Problems.NotFound,
+  "method-not-allowed": Problems.MethodNotAllowed
 }
 
 /** A fresh lowercase tag; put it in material names so every test's make-ups are its own. */
@@ -179,6 +181,16 @@ export const assertProblem = (response: JsonResponse, status: number, type?: str
   const documented = problemSchemas[response.json.type.replace("urn:formula-intake:problem:", "")]
   assert.isDefined(documented, `problem type ${response.json.type} is not a documented one`)
   Schema.decodeUnknownSync(documented!)(response.json)
+  assertRequestId(response)
+  assert.strictEqual(response.json.requestId, response.headers.get("x-request-id"), "requestId is X-Request-Id")
+}
+
+/** Every answer names its request: `X-Request-Id`, sane (1–200 visible ASCII characters). */
+export const assertRequestId = (response: JsonResponse): string => {
+  const id = response.headers.get("x-request-id")
+  assert.isString(id, "X-Request-Id is sent")
+  assert.match(id!, /^[\x21-\x7e]{1,200}$/)
+  return id!
 }
 
 /** The 400 for an invalid formula; returns its `errors`. Every entry has a string path and a non-empty message. */
@@ -220,5 +232,6 @@ export const assertCreated = (response: JsonResponse) => {
   assert.isString(body.message.id)
   assert.isAbove(body.message.id.length, 0)
   Schema.decodeUnknownSync(FormulaView)(body)
+  assertRequestId(response)
   return body
 }

@@ -7,7 +7,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Effect, Layer } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { createServer } from "node:http"
-import { routes } from "../../src/http/Server.ts"
+import { makeRoutes } from "../../src/http/Server.ts"
 import * as Runtime from "../../src/Runtime.ts"
 import type { DatabaseLayer } from "./Databases.ts"
 
@@ -22,12 +22,25 @@ const baseUrl = Layer.effect(
   })
 )
 
-/** The application and its runtime services, served on `database`. */
-export const testServer = (database: DatabaseLayer) =>
-  HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
+export interface TestServerOptions {
+  /** Access log lines: on, off (the default), or as the ACCESS_LOG setting says. */
+  readonly accessLog?: boolean | "ACCESS_LOG"
+  /** Queue, cache and relay settings; default: from the environment. */
+  readonly runtime?: Runtime.RuntimeOptions
+}
+
+/**
+ * The application and its runtime services, served on `database`. No access
+ * log lines unless asked for (test/http/accessLog.test.ts captures them).
+ */
+export const testServer = (database: DatabaseLayer, options: TestServerOptions = {}) =>
+  HttpRouter.serve(
+    makeRoutes({ accessLog: options.accessLog === "ACCESS_LOG" ? undefined : (options.accessLog ?? false) }),
+    { disableLogger: true, disableListenLog: true }
+  ).pipe(
     Layer.provideMerge(baseUrl),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })),
-    Layer.provideMerge(Runtime.layerWith(database))
+    Layer.provideMerge(Runtime.layerWith(database, options.runtime))
   )
 
 export interface JsonResponse {
