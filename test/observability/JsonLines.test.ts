@@ -6,24 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as JsonLines from "../../src/observability/JsonLines.ts"
-
-/** What stdout received while `effect` ran and the batch after it was written. */
-const written = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.gen(function* () {
-    const chunks: Array<string> = []
-    const original = process.stdout.write
-    process.stdout.write = ((chunk: string) => {
-      chunks.push(chunk)
-      return true
-    }) as typeof process.stdout.write
-    try {
-      yield* effect
-      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
-    } finally {
-      process.stdout.write = original
-    }
-    return chunks
-  })
+import { writtenToStdout as written } from "../support/Stdout.ts"
 
 describe("JsonLines", () => {
   it.effect("lines have Logger.consoleJson's members and leave in one write", () =>

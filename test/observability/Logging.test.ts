@@ -5,27 +5,16 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Logging from "../../src/observability/Logging.ts"
+import { writtenToStdout } from "../support/Stdout.ts"
 
-/** The lines written to stdout while `effect` ran (json lines leave in one write after the turn: JsonLines.ts). */
+/** The lines written to stdout while `effect` ran. */
 const capture = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.gen(function* () {
-    const chunks: Array<string> = []
-    const original = process.stdout.write
-    process.stdout.write = ((chunk: string) => {
-      chunks.push(chunk)
-      return true
-    }) as typeof process.stdout.write
-    try {
-      yield* effect
-      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
-    } finally {
-      process.stdout.write = original
-    }
-    return chunks
+  Effect.map(writtenToStdout(effect), (chunks) =>
+    chunks
       .join("")
       .split("\n")
       .filter((line) => line !== "")
-  })
+  )
 
 describe("Logging.layer", () => {
   it.effect("json: one object per line, below the level dropped", () =>
