@@ -286,6 +286,9 @@ export const load: Effect.Effect<Settings, SettingsInvalid> = Effect.gen(functio
   return values as Settings
 })
 
+/** `load`, run at once: for the process's entry point, before anything else is loaded (main.ts). */
+export const loadSync = (): Result.Result<Settings, SettingsInvalid> => Effect.runSync(Effect.result(load))
+
 /** The database the settings choose. */
 export type DatabaseChoice =
   | { readonly _tag: "Postgres"; readonly url: Redacted.Redacted<string> }

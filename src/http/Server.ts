@@ -4,7 +4,7 @@
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Duration, Effect, Exit, Layer, Runtime as EffectRuntime } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Runtime as EffectRuntime } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar, OpenApi } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
@@ -205,16 +205,9 @@ const run = (settings: Settings.Settings) =>
   )
 
 /**
- * Reads and checks every setting (listing every bad one, opening nothing),
- * then runs the server until SIGINT/SIGTERM, then closes it (answering long
- * polls, finishing in-flight requests) and the database. Exit 0 after a
- * signal, 1 when it cannot start.
+ * Runs the server with `settings` (read and checked by `Settings.loadSync`,
+ * main.ts) until SIGINT/SIGTERM, then closes it (answering long polls,
+ * finishing in-flight requests) and the database. Exit 0 after a signal, 1
+ * when it cannot start.
  */
-export const launch = () =>
-  Settings.load.pipe(
-    Effect.catchTag("SettingsInvalid", (error) =>
-      Effect.andThen(Console.error(error.message), Effect.fail(new Reported()))
-    ),
-    Effect.flatMap(run),
-    NodeRuntime.runMain({ teardown })
-  )
+export const launch = (settings: Settings.Settings) => run(settings).pipe(NodeRuntime.runMain({ teardown }))
