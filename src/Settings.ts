@@ -172,7 +172,7 @@ export const LogLevelSetting: Setting<LogLevel.LogLevel> = setting(
   "one of trace, debug, info, warn, error, fatal, none",
   stringSetting(
     "LOG_LEVEL",
-    (value) => (value.toLowerCase() in logLevels ? undefined : "not a level"),
+    (value) => (Object.hasOwn(logLevels, value.toLowerCase()) ? undefined : "not a level"),
     (value) => logLevels[value.toLowerCase()]!
   ).pipe(Config.withDefault<LogLevel.LogLevel>("Info"))
 )

@@ -63,6 +63,18 @@ describe("Settings.load", () => {
       assert.notInclude(error.message, "hunter2")
     })
   )
+
+  it.effect.each(["constructor", "__proto__", "toString"])(
+    "LOG_LEVEL=%s is not a level (nothing inherited counts)",
+    (level) =>
+      Effect.gen(function* () {
+        const error = yield* Effect.flip(withEnv({ LOG_LEVEL: level }))
+        assert.deepStrictEqual(
+          error.problems.map((problem) => problem.variable),
+          ["LOG_LEVEL"]
+        )
+      })
+  )
 })
 
 describe("redactUrl", () => {
