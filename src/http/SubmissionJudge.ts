@@ -30,56 +30,57 @@ export class SubmissionJudge extends Context.Service<
   static readonly layer = Layer.effect(
     SubmissionJudge,
     Effect.gen(function* () {
-      const waiting = new Map<number, (result: Effect.Effect<Judgement>) => void>()
-      let nextId = 0
-      let worker: Worker | undefined
-
-      const failWaiting = (reason: string) => {
-        const resumes = [...waiting.values()]
-        waiting.clear()
-        for (const resume of resumes) resume(Effect.die(new Error(`the submission worker ${reason}`)))
+      /** A worker and the requests waiting for its replies: a worker that dies fails its own, no other's. */
+      interface Running {
+        readonly worker: Worker
+        readonly waiting: Map<number, (result: Effect.Effect<Judgement>) => void>
       }
+      let nextId = 0
+      let running: Running | undefined
 
-      const start = (): Worker => {
-        const started = new Worker(new URL("./SubmissionWorker.ts", import.meta.url))
+      const start = (): Running => {
+        const worker = new Worker(new URL("./SubmissionWorker.ts", import.meta.url))
+        const self: Running = { worker, waiting: new Map() }
         // Never what keeps the process alive; the layer's scope stops it.
-        started.unref()
-        started.on("message", (reply: Reply) => {
-          const resume = waiting.get(reply.id)
+        worker.unref()
+        worker.on("message", (reply: Reply) => {
+          const resume = self.waiting.get(reply.id)
           if (resume === undefined) return // its request was interrupted
-          waiting.delete(reply.id)
+          self.waiting.delete(reply.id)
           resume("judgement" in reply ? Effect.succeed(reply.judgement) : Effect.die(new Error(reply.defect)))
         })
-        started.on("error", (error) => {
-          if (worker === started) worker = undefined
-          failWaiting(`failed: ${error.message}`)
-        })
-        started.on("exit", (code) => {
-          if (worker === started) worker = undefined
-          failWaiting(`exited with code ${code}`)
-        })
-        return started
+        // "error" and then "exit" may both come, turns apart: by then a new worker may serve new requests.
+        const fail = (reason: string) => {
+          if (running === self) running = undefined
+          const resumes = [...self.waiting.values()]
+          self.waiting.clear()
+          for (const resume of resumes) resume(Effect.die(new Error(`the submission worker ${reason}`)))
+        }
+        worker.on("error", (error) => fail(`failed: ${error.message}`))
+        worker.on("exit", (code) => fail(`exited with code ${code}`))
+        return self
       }
 
       // Started by the first body that needs it: most deployments never see one, and loading the
       // worker's modules would compete with the database's start-up for the CPU.
       yield* Effect.addFinalizer(() =>
         Effect.promise(async () => {
-          const stopping = worker
-          worker = undefined
-          await stopping?.terminate()
+          const stopping = running
+          running = undefined
+          await stopping?.worker.terminate()
         })
       )
 
       const offThread = (bytes: Uint8Array, withRequestHash: boolean): Effect.Effect<Judgement> =>
         Effect.callback<Judgement>((resume) => {
           const id = nextId++
-          waiting.set(id, resume)
+          const target = (running ??= start())
+          target.waiting.set(id, resume)
           // A copy of its own, so the bytes can be moved to the worker rather than copied again.
           const own = new Uint8Array(bytes)
           const request: JudgeRequest = { id, bytes: own, withRequestHash }
-          ;(worker ??= start()).postMessage(request, [own.buffer])
-          return Effect.sync(() => waiting.delete(id))
+          target.worker.postMessage(request, [own.buffer])
+          return Effect.sync(() => target.waiting.delete(id))
         })
 
       return SubmissionJudge.of({
