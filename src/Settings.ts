@@ -219,6 +219,50 @@ export const GroupCommitLingerMs = intSetting("GROUP_COMMIT_LINGER_MS", { min: 0
 export const GroupCommitWorkers = intSetting("GROUP_COMMIT_WORKERS", { min: 1, max: 64 }, 2)
 
 // ---------------------------------------------------------------------------------------------------------------
+// Webhooks
+
+const durationUnits: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** "0,5s,5m,30m,2h" → [0, 5000, 300000, 1800000, 7200000]; undefined when any step is not a duration. */
+export const parseRetrySchedule = (value: string): ReadonlyArray<number> | undefined => {
+  const steps = value.split(",").map((step) => step.trim())
+  if (steps.length === 0 || steps.length > 50) return undefined
+  const millis: Array<number> = []
+  for (const step of steps) {
+    const match = /^(\d{1,9})(ms|s|m|h|d)?$/.exec(step)
+    if (match === null || (match[2] === undefined && match[1] !== "0")) return undefined
+    const value = Number(match[1]) * durationUnits[match[2] ?? "ms"]!
+    if (value > 30 * 86_400_000) return undefined
+    millis.push(value)
+  }
+  return millis
+}
+
+/** Delays of a delivery's successive attempts (the first is usually 0: at once). */
+export const WebhookRetrySchedule: Setting<ReadonlyArray<number>> = setting(
+  "WEBHOOK_RETRY_SCHEDULE",
+  "a comma-separated list of delays such as 0,5s,5m,30m,2h (units ms, s, m, h, d; each at most 30d)",
+  stringSetting(
+    "WEBHOOK_RETRY_SCHEDULE",
+    (value) => (parseRetrySchedule(value) === undefined ? "not a schedule" : undefined),
+    (value) => parseRetrySchedule(value)!
+  ).pipe(Config.withDefault<ReadonlyArray<number>>(parseRetrySchedule("0,5s,5m,30m,2h,5h,10h,10h")!))
+)
+export const WebhookConcurrency = intSetting("WEBHOOK_CONCURRENCY", { min: 1, max: 1024 }, 32)
+export const WebhookDisableAfterHours = intSetting(
+  "WEBHOOK_DISABLE_AFTER_HOURS",
+  { min: 1, max: 8760 },
+  120,
+  " of hours"
+)
+/** Development and tests: endpoints may resolve to loopback and private addresses. */
+export const WebhookAllowPrivateNetworks: Setting<boolean> = setting(
+  "WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+  "true or false",
+  Config.Boolean("WEBHOOK_ALLOW_PRIVATE_NETWORKS").pipe(Config.withDefault(false))
+)
+
+// ---------------------------------------------------------------------------------------------------------------
 // All of them, read once
 
 /** Every setting, by the name the program uses. */
@@ -239,7 +283,11 @@ export const definitions = {
   idempotencyKeyTtlHours: IdempotencyKeyTtlHours,
   groupCommitMaxBatch: GroupCommitMaxBatch,
   groupCommitLingerMs: GroupCommitLingerMs,
-  groupCommitWorkers: GroupCommitWorkers
+  groupCommitWorkers: GroupCommitWorkers,
+  webhookRetrySchedule: WebhookRetrySchedule,
+  webhookConcurrency: WebhookConcurrency,
+  webhookDisableAfterHours: WebhookDisableAfterHours,
+  webhookAllowPrivateNetworks: WebhookAllowPrivateNetworks
 } as const
 
 export type Settings = { readonly [K in keyof typeof definitions]: Setting.Value<(typeof definitions)[K]> }

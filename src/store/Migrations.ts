@@ -84,7 +84,86 @@ export const migrationRecord = {
   // Fingerprint version 2: Unicode full case folding (C + F) instead of a round trip through upper case.
   // It only splits version 1's classes of names, so no two stored formulas can meet; Refingerprint.ts
   // would keep both if they did. Always re-fingerprints to the current version.
-  "0005_fingerprint_v2": Effect.asVoid(refingerprintAll())
+  "0005_fingerprint_v2": Effect.asVoid(refingerprintAll()),
+  // Closing the loop: what came of a message. `delivered_at` (already there) is when it was processed;
+  // `result` is the first acknowledging consumer's result (JSON, or NULL when it gave none); `attempts`
+  // is the number of deliveries when it was settled or dead-lettered; a dead letter keeps its time and
+  // its last error here, so it stays one across restarts until it is redriven (cleared) or purged.
+  "0006_message_results": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE outbox ADD COLUMN result jsonb`
+    yield* sql`ALTER TABLE outbox ADD COLUMN attempts integer NOT NULL DEFAULT 0`
+    yield* sql`ALTER TABLE outbox ADD COLUMN dead_lettered_at timestamptz`
+    yield* sql`ALTER TABLE outbox ADD COLUMN last_error text`
+  }),
+  // Webhooks. A formula remembers the client that created it (X-Client-Id; NULL: none, so no webhooks).
+  // An event is written once (`body` is the exact JSON text sent on every attempt, so every retry carries
+  // the same bytes and the same `webhook-id`), with one delivery per subscribed endpoint, in the same
+  // transaction as the change that causes it. Deliveries are claimed by the dispatcher with
+  // FOR UPDATE SKIP LOCKED and a lease (`lease_token` fences a holder whose lease expired); each attempt
+  // is a row of `webhook_attempts`. Deleting an endpoint deletes its deliveries (nothing is sent after).
+  "0007_webhooks": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE formulas ADD COLUMN client_id text`
+    yield* sql`
+      CREATE TABLE webhook_endpoints (
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        id uuid PRIMARY KEY,
+        client_id text NOT NULL,
+        url text NOT NULL,
+        events text[] NOT NULL,
+        description text,
+        secret text NOT NULL,
+        previous_secret text,
+        previous_secret_expires_at timestamptz,
+        enabled boolean NOT NULL DEFAULT true,
+        disabled_reason text,
+        failing_since timestamptz,
+        last_success_at timestamptz,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL
+      )`
+    // Events of a client go to its enabled endpoints: looked up inside the transactions that write events.
+    yield* sql`CREATE INDEX webhook_endpoints_client ON webhook_endpoints (client_id, seq)`
+    yield* sql`
+      CREATE TABLE webhook_events (
+        id text PRIMARY KEY,
+        client_id text NOT NULL,
+        type text NOT NULL,
+        body text NOT NULL,
+        created_at timestamptz NOT NULL
+      )`
+    yield* sql`
+      CREATE TABLE webhook_deliveries (
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        id uuid PRIMARY KEY,
+        event_id text NOT NULL REFERENCES webhook_events (id) ON DELETE CASCADE,
+        endpoint_id uuid NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+        status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'failed')),
+        attempt_count integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz,
+        lease_token uuid,
+        lease_expires_at timestamptz,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL))
+      )`
+    // The dispatcher's claim: due pending deliveries, soonest first.
+    yield* sql`CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending'`
+    // An endpoint's deliveries, newest first (the deliveries list and its cursor).
+    yield* sql`CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, seq DESC)`
+    yield* sql`
+      CREATE TABLE webhook_attempts (
+        delivery_id uuid NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+        number integer NOT NULL,
+        at timestamptz NOT NULL,
+        duration_ms integer NOT NULL,
+        status integer,
+        error text,
+        response text,
+        PRIMARY KEY (delivery_id, number)
+      )`
+  })
 } satisfies Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>
 
 export const migrations = Migrator.fromRecord(migrationRecord)

@@ -43,7 +43,11 @@ const badValues: Record<string, string> = {
   IDEMPOTENCY_KEY_TTL_HOURS: "0",
   GROUP_COMMIT_MAX_BATCH: "0",
   GROUP_COMMIT_LINGER_MS: "5000",
-  GROUP_COMMIT_WORKERS: "many"
+  GROUP_COMMIT_WORKERS: "many",
+  WEBHOOK_RETRY_SCHEDULE: "0,5x",
+  WEBHOOK_CONCURRENCY: "0",
+  WEBHOOK_DISABLE_AFTER_HOURS: "forever",
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: "sometimes"
 }
 
 /** Listens on 127.0.0.1:`port` for as long as the scope lasts. */
