@@ -3,7 +3,7 @@
  * for the HTTP server. The database comes from configuration (`layer`) or is
  * passed in (`layerWith`), e.g. a test's own schema.
  *
- *   database ─► FormulaStore ─► MessageQueue (acks settle outbox rows)
+ *   database ─► FormulaStore ─► MessageQueue (acks, dead letters, redrives, purges settle outbox rows)
  *                    │               │
  *                    ├─► FingerprintCache (warmed from the newest formulas)
  *                    └──────┬────────┘
@@ -13,15 +13,23 @@
  *                     FormulaIntake
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Duration, Layer } from "effect"
+import { Duration, Effect, Layer, Schema } from "effect"
+import { encodeResult, maxResultBytes } from "./domain/MessageResult.ts"
 import type { SqlClient } from "effect/sql"
 import { FingerprintCache } from "./intake/FingerprintCache.ts"
 import { FormulaIntake } from "./intake/FormulaIntake.ts"
 import { IdempotencyKeys } from "./intake/IdempotencyKeys.ts"
 import { OutboxRelay } from "./intake/OutboxRelay.ts"
-import { MessageQueue, type MessageQueueOptions } from "./queue/MessageQueue.ts"
+import {
+  type Acked,
+  type DeadLetter,
+  MessageQueue,
+  type MessageQueueOptions,
+  type QueueHook
+} from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
-import { FormulaStore, type GroupCommitSettings } from "./store/FormulaStore.ts"
+import { FormulaStore, type GroupCommitSettings, type SettleOutcome } from "./store/FormulaStore.ts"
+import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
 import { databaseChoice, type Settings } from "./Settings.ts"
 
 export type RuntimeServices =
@@ -32,15 +40,55 @@ export type RuntimeServices =
   | IdempotencyKeys
   | OutboxRelay
 
-/** Acked messages settle their outbox row; purged dead letters too. */
+/**
+ * The queue's hooks into the outbox: an ack settles its row with the result
+ * and the `formula.processed` event (the ack fails if that fails: durable when
+ * answered); a dead-lettering is recorded with its `formula.dead_lettered`
+ * event, a redrive undoes it, a purge settles the row for good. A commit that
+ * wrote webhook deliveries wakes the dispatcher, when one runs in this process.
+ */
+const wakeDispatcher = (outcome: SettleOutcome) =>
+  outcome.deliveries === 0
+    ? Effect.void
+    : Effect.map(Effect.serviceOption(DeliverySignal), (signal) => {
+        if (signal._tag === "Some") signal.value.wake()
+      })
+
 const settleHooks = {
-  onAck: (messageId: string) => FormulaStore.use((store) => store.markDelivered(messageId)),
+  onAck: ({ attempts, messageId, result }: Acked) =>
+    Effect.gen(function* () {
+      const encoded = encodeResult(result)
+      if (encoded._tag === "TooLarge") {
+        return yield* new ResultNotStored({ message: `result is ${encoded.bytes} bytes serialized; at most ${maxResultBytes}` })
+      }
+      if (encoded._tag === "NotJson") {
+        return yield* new ResultNotStored({ message: `result is not JSON: ${encoded.reason}` })
+      }
+      const store = yield* FormulaStore
+      const outcome = yield* store.settleProcessed({ messageId, attempts, resultText: encoded.text })
+      yield* wakeDispatcher(outcome)
+    }),
+  onDeadLetter: (letter: DeadLetter) =>
+    FormulaStore.use((store) =>
+      store.settleDeadLettered({
+        messageId: letter.messageId,
+        attempts: letter.attempts,
+        lastError: letter.lastError,
+        deadLetteredAt: new Date(letter.deadLetteredAt)
+      })
+    ).pipe(Effect.flatMap(wakeDispatcher)),
+  onRedrive: (messageIds: ReadonlyArray<string>) => FormulaStore.use((store) => store.markRedriven(messageIds)),
   onPurge: (messageIds: ReadonlyArray<string>) => FormulaStore.use((store) => store.markPurged(messageIds))
 }
 
+/** An in-process ack whose result cannot be stored (too large, not JSON); the HTTP ack checks before. */
+export class ResultNotStored extends Schema.TaggedError<ResultNotStored>()("ResultNotStored", {
+  message: Schema.String
+}) {}
+
 export interface RuntimeOptions {
   /** Queue settings; default: from the environment (QUEUE_*). */
-  readonly queue?: Omit<MessageQueueOptions, "onAck" | "onPurge"> | undefined
+  readonly queue?: Omit<MessageQueueOptions, QueueHook> | undefined
   /** Default: from FINGERPRINT_CACHE_SIZE (50000). */
   readonly cacheCapacity?: number | undefined
   /** Default: from OUTBOX_RELAY_INTERVAL_MS (5 s). */
