@@ -59,7 +59,9 @@ const settleHooks = {
     Effect.gen(function* () {
       const encoded = encodeResult(result)
       if (encoded._tag === "TooLarge") {
-        return yield* new ResultNotStored({ message: `result is ${encoded.bytes} bytes serialized; at most ${maxResultBytes}` })
+        return yield* new ResultNotStored({
+          message: `result is ${encoded.bytes} bytes serialized; at most ${maxResultBytes}`
+        })
       }
       if (encoded._tag === "NotJson") {
         return yield* new ResultNotStored({ message: `result is not JSON: ${encoded.reason}` })

@@ -31,7 +31,10 @@ export const toFormulaView = (
     name: row.name,
     fingerprint: row.fingerprint,
     // Exact: a decimal of at most 9 significant digits survives a double and prints back the same.
-    materials: row.materials.map((material) => ({ name: material.name, concentration: Number(material.concentration) })),
+    materials: row.materials.map((material) => ({
+      name: material.name,
+      concentration: Number(material.concentration)
+    })),
     createdAt: row.createdAt.toISOString(),
     message: {
       id: row.messageId,

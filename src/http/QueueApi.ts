@@ -198,7 +198,10 @@ const ack = HttpApiEndpoint.post("ack", "/queue/ack", {
       "409 if the receipt is not the message's current one (it was redelivered since, or already settled): nothing is stored, another consumer owns it now. " +
       `400 for a result over ${maxResultBytes} bytes serialized.`,
     request: [
-      example(AckRequest, "Done, with a result", { receipt, result: { concentrationClass: "Eau de Parfum", total: 30.7 } }),
+      example(AckRequest, "Done, with a result", {
+        receipt,
+        result: { concentrationClass: "Eau de Parfum", total: 30.7 }
+      }),
       example(AckRequest, "Done, no result", { receipt })
     ],
     responses: {

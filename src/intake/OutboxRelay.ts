@@ -176,10 +176,7 @@ export class OutboxRelay extends Context.Service<
   )
 }
 
-const deadLetterOf = (
-  message: UnsettledMessage,
-  dead: NonNullable<UnsettledMessage["deadLettered"]>
-): DeadLetter => ({
+const deadLetterOf = (message: UnsettledMessage, dead: NonNullable<UnsettledMessage["deadLettered"]>): DeadLetter => ({
   messageId: message.messageId,
   body: message.body,
   attempts: dead.attempts,

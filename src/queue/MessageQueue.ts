@@ -473,7 +473,9 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     while (toPersist.length > 0) {
       const exit = yield* Effect.exit(persistOnce(toPersist[0]!))
       if (exit._tag === "Failure") {
-        yield* Effect.logWarning(`MessageQueue: ${toPersist.length} dead-letterings or redrives not persisted at shutdown`)
+        yield* Effect.logWarning(
+          `MessageQueue: ${toPersist.length} dead-letterings or redrives not persisted at shutdown`
+        )
         return
       }
       toPersist.shift()

@@ -42,9 +42,7 @@ export type InsertOutcome =
 export interface UnsettledMessage extends OutboxPosition {
   readonly body: unknown
   /** Set when it is a dead letter: listed, not delivered, until redriven or purged. */
-  readonly deadLettered:
-    | { readonly at: Date; readonly attempts: number; readonly lastError: string }
-    | undefined
+  readonly deadLettered: { readonly at: Date; readonly attempts: number; readonly lastError: string } | undefined
 }
 
 export interface ProcessedMessage {
