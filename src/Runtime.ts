@@ -13,8 +13,8 @@
  *                     FormulaIntake
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Layer, Schema } from "effect"
-import { encodeResult, maxResultBytes } from "./domain/MessageResult.ts"
+import { Duration, Effect, Layer } from "effect"
+import { encodeResult, maxResultBytes, ResultNotStored } from "./domain/MessageResult.ts"
 import type { SqlClient } from "effect/sql"
 import { FingerprintCache } from "./intake/FingerprintCache.ts"
 import { FormulaIntake } from "./intake/FormulaIntake.ts"
@@ -82,11 +82,6 @@ const settleHooks = {
   onRedrive: (messageIds: ReadonlyArray<string>) => FormulaStore.use((store) => store.markRedriven(messageIds)),
   onPurge: (messageIds: ReadonlyArray<string>) => FormulaStore.use((store) => store.markPurged(messageIds))
 }
-
-/** An in-process ack whose result cannot be stored (too large, not JSON); the HTTP ack checks before. */
-export class ResultNotStored extends Schema.TaggedError<ResultNotStored>()("ResultNotStored", {
-  message: Schema.String
-}) {}
 
 export interface RuntimeOptions {
   /** Queue settings; default: from the environment (QUEUE_*). */

@@ -6,6 +6,7 @@
  * Numbers the request parser kept as source text (`JsonNumberText`: more
  * digits than a double holds) are written back as that text, never rounded.
  */
+import { Schema } from "effect"
 import { JsonNumberText } from "./JsonExact.ts"
 
 /** 64 KiB: the largest result an ack may carry, serialized. */
@@ -37,3 +38,12 @@ export const encodeResult = (result: unknown): EncodedResult => {
   const bytes = text.length * 3 <= maxResultBytes ? text.length : Buffer.byteLength(text, "utf8")
   return bytes > maxResultBytes ? { _tag: "TooLarge", bytes } : { _tag: "Encoded", text }
 }
+
+/**
+ * An in-process ack whose result cannot be stored (too large, not JSON): the
+ * ack fails (`AckNotRecorded`) and the message stays in flight. The HTTP ack
+ * checks first and answers 400.
+ */
+export class ResultNotStored extends Schema.TaggedError<ResultNotStored>()("ResultNotStored", {
+  message: Schema.String
+}) {}

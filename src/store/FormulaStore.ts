@@ -266,34 +266,45 @@ export class FormulaStore extends Context.Service<
 
         // Not retried on a lost connection, unlike insert: the caller (an ack,
         // the dead-letter persister) tries again, and the statements are idempotent.
+        // A message id that is not a UUID names no outbox row (a message someone
+        // published to the queue directly): nothing to settle, and it must not
+        // reach a uuid-typed comparison.
+        const unchanged = Effect.succeed<SettleOutcome>({ changed: false, deliveries: 0 })
+
         const settleProcessed = (message: ProcessedMessage) =>
-          Effect.flatMap(now, (at) =>
-            q.settleProcessed(
-              message,
-              outboxEvent(
-                "formula.processed",
-                at,
-                `,"messageId":${JSON.stringify(message.messageId)},"result":${message.resultText ?? "null"}}}`
-              ),
-              at
-            )
-          ).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.settleProcessed"))
+          !uuidPattern.test(message.messageId)
+            ? unchanged
+            : Effect.flatMap(now, (at) =>
+                q.settleProcessed(
+                  message,
+                  outboxEvent(
+                    "formula.processed",
+                    at,
+                    `,"messageId":${JSON.stringify(message.messageId)},"result":${message.resultText ?? "null"}}}`
+                  ),
+                  at
+                )
+              ).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.settleProcessed"))
 
         const settleDeadLettered = (letter: DeadLetteredMessage) =>
-          Effect.flatMap(now, (at) =>
-            q.settleDeadLettered(
-              letter,
-              outboxEvent(
-                "formula.dead_lettered",
-                letter.deadLetteredAt,
-                `,"messageId":${JSON.stringify(letter.messageId)},"attempts":${letter.attempts},"lastError":${JSON.stringify(letter.lastError)}}}`
-              ),
-              at
-            )
-          ).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.settleDeadLettered"))
+          !uuidPattern.test(letter.messageId)
+            ? unchanged
+            : Effect.flatMap(now, (at) =>
+                q.settleDeadLettered(
+                  letter,
+                  outboxEvent(
+                    "formula.dead_lettered",
+                    letter.deadLetteredAt,
+                    `,"messageId":${JSON.stringify(letter.messageId)},"attempts":${letter.attempts},"lastError":${JSON.stringify(letter.lastError)}}}`
+                  ),
+                  at
+                )
+              ).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.settleDeadLettered"))
 
         const markRedriven = (messageIds: ReadonlyArray<string>) =>
-          q.markRedriven(messageIds).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.markRedriven"))
+          q
+            .markRedriven(messageIds.filter((id) => uuidPattern.test(id)))
+            .pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.markRedriven"))
 
         const markPurged = (messageIds: ReadonlyArray<string>) =>
           Effect.flatMap(now, (at) => q.markPurged(messageIds, at)).pipe(

@@ -672,6 +672,30 @@ describe("MessageQueue", () => {
     }
   )
 
+  it.effect("at shutdown, a dead-lettering whose persisting was cut short gets one more attempt", () =>
+    Effect.gen(function* () {
+      const persisted: Array<string> = []
+      let calls = 0
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        MessageQueue.layerWith({
+          maxDeliveries: 1,
+          // The first attempt hangs (a statement the shutdown interrupts); the next one succeeds.
+          onDeadLetter: (letter) => (calls++ === 0 ? Effect.never : Effect.sync(() => persisted.push(letter.messageId)))
+        }),
+        scope
+      )
+      const queue = Context.get(context, MessageQueue)
+      yield* queue.publish(msg("m1"))
+      const [delivery] = yield* queue.receive()
+      yield* queue.nack(delivery!.receipt)
+      yield* settle
+      assert.strictEqual(calls, 1, "the first attempt is running")
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(persisted, ["m1"])
+    })
+  )
+
   it.effect("a restored dead letter is listed, never delivered, not persisted again, and can be redriven", () => {
     const persisted: Array<string> = []
     return Effect.gen(function* () {
