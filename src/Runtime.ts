@@ -39,20 +39,18 @@ export type RuntimeServices =
   | FingerprintCache
   | IdempotencyKeys
   | OutboxRelay
+  | DeliverySignal
 
 /**
  * The queue's hooks into the outbox: an ack settles its row with the result
  * and the `formula.processed` event (the ack fails if that fails: durable when
  * answered); a dead-lettering is recorded with its `formula.dead_lettered`
  * event, a redrive undoes it, a purge settles the row for good. A commit that
- * wrote webhook deliveries wakes the dispatcher, when one runs in this process.
+ * wrote webhook deliveries wakes the dispatcher (DeliverySignal: one per runtime,
+ * provided here, so the dispatcher must take this one).
  */
 const wakeDispatcher = (outcome: SettleOutcome) =>
-  outcome.deliveries === 0
-    ? Effect.void
-    : Effect.map(Effect.serviceOption(DeliverySignal), (signal) => {
-        if (signal._tag === "Some") signal.value.wake()
-      })
+  outcome.deliveries === 0 ? Effect.void : DeliverySignal.use((signal) => Effect.sync(signal.wake))
 
 const settleHooks = {
   onAck: ({ attempts, messageId, result }: Acked) =>
@@ -103,8 +101,8 @@ export const layerWith = <E, R>(
 ) => {
   const queue =
     options.queue === undefined
-      ? MessageQueue.layerConfig<FormulaStore>(settleHooks)
-      : MessageQueue.layerWith<FormulaStore>({ ...options.queue, ...settleHooks })
+      ? MessageQueue.layerConfig<FormulaStore | DeliverySignal>(settleHooks)
+      : MessageQueue.layerWith<FormulaStore | DeliverySignal>({ ...options.queue, ...settleHooks })
   const cache =
     options.cacheCapacity === undefined
       ? FingerprintCache.layer
@@ -120,7 +118,7 @@ export const layerWith = <E, R>(
   return FormulaIntake.layerNoDeps.pipe(
     Layer.provideMerge(relay),
     Layer.provideMerge(Layer.mergeAll(queue, cache)),
-    Layer.provideMerge(Layer.mergeAll(store, keys)),
+    Layer.provideMerge(Layer.mergeAll(store, keys, DeliverySignal.layer)),
     Layer.provide(database)
   )
 }

@@ -13,10 +13,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { maxResultBytes } from "../../src/domain/MessageResult.ts"
 import { MessageQueue } from "../../src/queue/MessageQueue.ts"
+import { DeliverySignal } from "../../src/webhooks/DeliverySignal.ts"
 import { postgresUrl } from "../support/Databases.ts"
 import { FaultInjector, type FaultyDatabase, faultyDatabases } from "../support/FaultyStream.ts"
 import { assertCreated, assertProblem, postFormula, summerBreeze, uniqueTag } from "../support/Formulas.ts"
@@ -252,6 +253,10 @@ for (const database of faultyDatabases(postgresUrl)) {
             ])
             const delivery = yield* receiveOne
             assertStatus(yield* ack(delivery.receipt, { grade: "A" }), 204)
+            const woken = yield* DeliverySignal.use((signal) => signal.waitForWake).pipe(
+              Effect.timeoutOption(Duration.seconds(10))
+            )
+            assert.isTrue(Option.isSome(woken), "the dispatcher is woken after the commit")
 
             const deliveries = yield* deliveriesOf("formula.processed")
             assert.sameMembers(
