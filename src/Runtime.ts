@@ -3,7 +3,7 @@
  * for the HTTP server. The database comes from configuration (`layer`) or is
  * passed in (`layerWith`), e.g. a test's own schema.
  *
- *   database ─► FormulaStore ─► MessageQueue (acks settle outbox rows)
+ *   database ─► FormulaStore ─► MessageQueue (acks, dead letters, redrives, purges settle outbox rows)
  *                    │               │
  *                    ├─► FingerprintCache (warmed from the newest formulas)
  *                    └──────┬────────┘
@@ -13,15 +13,23 @@
  *                     FormulaIntake
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Duration, Layer } from "effect"
+import { Duration, Effect, Layer } from "effect"
+import { encodeResult, maxResultBytes, ResultNotStored } from "./domain/MessageResult.ts"
 import type { SqlClient } from "effect/sql"
 import { FingerprintCache } from "./intake/FingerprintCache.ts"
 import { FormulaIntake } from "./intake/FormulaIntake.ts"
 import { IdempotencyKeys } from "./intake/IdempotencyKeys.ts"
 import { OutboxRelay } from "./intake/OutboxRelay.ts"
-import { MessageQueue, type MessageQueueOptions } from "./queue/MessageQueue.ts"
+import {
+  type Acked,
+  type DeadLetter,
+  MessageQueue,
+  type MessageQueueOptions,
+  type QueueHook
+} from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
-import { FormulaStore, type GroupCommitSettings } from "./store/FormulaStore.ts"
+import { FormulaStore, type GroupCommitSettings, type SettleOutcome } from "./store/FormulaStore.ts"
+import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
 import { databaseChoice, type Settings } from "./Settings.ts"
 
 export type RuntimeServices =
@@ -31,16 +39,51 @@ export type RuntimeServices =
   | FingerprintCache
   | IdempotencyKeys
   | OutboxRelay
+  | DeliverySignal
 
-/** Acked messages settle their outbox row; purged dead letters too. */
+/**
+ * The queue's hooks into the outbox: an ack settles its row with the result
+ * and the `formula.processed` event (the ack fails if that fails: durable when
+ * answered); a dead-lettering is recorded with its `formula.dead_lettered`
+ * event, a redrive undoes it, a purge settles the row for good. A commit that
+ * wrote webhook deliveries wakes the dispatcher (DeliverySignal: one per runtime,
+ * provided here, so the dispatcher must take this one).
+ */
+const wakeDispatcher = (outcome: SettleOutcome) =>
+  outcome.deliveries === 0 ? Effect.void : DeliverySignal.use((signal) => Effect.sync(signal.wake))
+
 const settleHooks = {
-  onAck: (messageId: string) => FormulaStore.use((store) => store.markDelivered(messageId)),
+  onAck: ({ attempts, messageId, result }: Acked) =>
+    Effect.gen(function* () {
+      const encoded = encodeResult(result)
+      if (encoded._tag === "TooLarge") {
+        return yield* new ResultNotStored({
+          message: `result is ${encoded.bytes} bytes serialized; at most ${maxResultBytes}`
+        })
+      }
+      if (encoded._tag === "NotJson") {
+        return yield* new ResultNotStored({ message: `result is not JSON: ${encoded.reason}` })
+      }
+      const store = yield* FormulaStore
+      const outcome = yield* store.settleProcessed({ messageId, attempts, resultText: encoded.text })
+      yield* wakeDispatcher(outcome)
+    }),
+  onDeadLetter: (letter: DeadLetter) =>
+    FormulaStore.use((store) =>
+      store.settleDeadLettered({
+        messageId: letter.messageId,
+        attempts: letter.attempts,
+        lastError: letter.lastError,
+        deadLetteredAt: new Date(letter.deadLetteredAt)
+      })
+    ).pipe(Effect.flatMap(wakeDispatcher)),
+  onRedrive: (messageIds: ReadonlyArray<string>) => FormulaStore.use((store) => store.markRedriven(messageIds)),
   onPurge: (messageIds: ReadonlyArray<string>) => FormulaStore.use((store) => store.markPurged(messageIds))
 }
 
 export interface RuntimeOptions {
   /** Queue settings; default: from the environment (QUEUE_*). */
-  readonly queue?: Omit<MessageQueueOptions, "onAck" | "onPurge"> | undefined
+  readonly queue?: Omit<MessageQueueOptions, QueueHook> | undefined
   /** Default: from FINGERPRINT_CACHE_SIZE (50000). */
   readonly cacheCapacity?: number | undefined
   /** Default: from OUTBOX_RELAY_INTERVAL_MS (5 s). */
@@ -58,8 +101,8 @@ export const layerWith = <E, R>(
 ) => {
   const queue =
     options.queue === undefined
-      ? MessageQueue.layerConfig<FormulaStore>(settleHooks)
-      : MessageQueue.layerWith<FormulaStore>({ ...options.queue, ...settleHooks })
+      ? MessageQueue.layerConfig<FormulaStore | DeliverySignal>(settleHooks)
+      : MessageQueue.layerWith<FormulaStore | DeliverySignal>({ ...options.queue, ...settleHooks })
   const cache =
     options.cacheCapacity === undefined
       ? FingerprintCache.layer
@@ -75,7 +118,7 @@ export const layerWith = <E, R>(
   return FormulaIntake.layerNoDeps.pipe(
     Layer.provideMerge(relay),
     Layer.provideMerge(Layer.mergeAll(queue, cache)),
-    Layer.provideMerge(Layer.mergeAll(store, keys)),
+    Layer.provideMerge(Layer.mergeAll(store, keys, DeliverySignal.layer)),
     Layer.provide(database)
   )
 }

@@ -22,6 +22,9 @@ export const summerBreezeFingerprint = "bb82d51a3e80aae88291e7a2b0d0830e05ff3e6a
 export const summerBreezeCreatedAt = "2026-12-01T02:19:49.321Z"
 export const summerBreezeDeliveredAt = "2026-12-01T02:19:50.877Z"
 
+/** What the consumer that acked Summer Breeze's message found (examples/worker.ts's heuristic). */
+export const summerBreezeResult = { concentrationClass: "Parfum", totalConcentration: 30.7 }
+
 /** The receipt of Summer Breeze's first delivery. */
 export const receipt = "0.0.a778cc0afcc9"
 

@@ -12,7 +12,8 @@ import {
   summerBreezeDeliveredAt,
   summerBreezeFingerprint,
   summerBreezeId,
-  summerBreezeMessageId
+  summerBreezeMessageId,
+  summerBreezeResult
 } from "./Examples.ts"
 import { formulaUrl } from "./FormulaView.ts"
 import {
@@ -32,11 +33,31 @@ import {
 import { Cursor } from "./Cursor.ts"
 import { QueryInt } from "./QueryInt.ts"
 
+export const MessageStatus = Schema.Literals(["pending", "processed", "dead-lettered", "purged"]).annotate({
+  description:
+    "pending: not yet acknowledged (queued, in flight, or redriven); processed: a consumer acknowledged it; " +
+    "dead-lettered: delivered maxDeliveries times without an ack (see lastError), until redriven or purged; purged: dropped as a dead letter."
+})
+export type MessageStatus = typeof MessageStatus.Type
+
+const Timestamp = Schema.NullOr(Schema.String.annotate({ description: "ISO 8601" }))
+
 export const MessageView = Schema.Struct({
   id: Schema.String,
-  status: Schema.Literals(["pending", "delivered"]),
-  deliveredAt: Schema.NullOr(Schema.String)
-}).annotate({ description: "The formula's FormulaSubmitted message and whether a consumer has acknowledged it." })
+  status: MessageStatus,
+  attempts: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)).annotate({
+    description: "Deliveries so far (pending), or when it was processed or dead-lettered"
+  }),
+  processedAt: Timestamp.annotate({ description: "When a consumer acknowledged it; null until then" }),
+  result: Schema.Unknown.annotate({
+    description: "The result the first acknowledging consumer gave (any JSON); null when none or not yet processed"
+  }),
+  lastError: Schema.NullOr(Schema.String).annotate({
+    description: "Why its last delivery failed, for a dead-lettered (or purged) message; else null"
+  }),
+  deadLetteredAt: Timestamp.annotate({ description: "When it was dead-lettered, while it is (or was, if purged)" }),
+  deliveredAt: Timestamp.annotate({ description: "Same as processedAt (its earlier name)" })
+}).annotate({ description: "The formula's FormulaSubmitted message: how its processing ended, and its result." })
 
 export const FormulaView = Schema.Struct({
   id: Schema.String,
@@ -60,13 +81,46 @@ const stored: FormulaView = {
   fingerprint: summerBreezeFingerprint,
   materials: summerBreeze.materials,
   createdAt: summerBreezeCreatedAt,
-  message: { id: summerBreezeMessageId, status: "pending", deliveredAt: null }
+  message: {
+    id: summerBreezeMessageId,
+    status: "pending",
+    attempts: 0,
+    processedAt: null,
+    result: null,
+    lastError: null,
+    deadLetteredAt: null,
+    deliveredAt: null
+  }
 }
 
-/** …and once a consumer has acknowledged its message. */
+/** …and once a consumer has acknowledged its message with a result. */
 const delivered: FormulaView = {
   ...stored,
-  message: { id: summerBreezeMessageId, status: "delivered", deliveredAt: summerBreezeDeliveredAt }
+  message: {
+    id: summerBreezeMessageId,
+    status: "processed",
+    attempts: 1,
+    processedAt: summerBreezeDeliveredAt,
+    result: summerBreezeResult,
+    lastError: null,
+    deadLetteredAt: null,
+    deliveredAt: summerBreezeDeliveredAt
+  }
+}
+
+/** …or once its message was dead-lettered. */
+const deadLettered: FormulaView = {
+  ...stored,
+  message: {
+    id: summerBreezeMessageId,
+    status: "dead-lettered",
+    attempts: 5,
+    processedAt: null,
+    result: null,
+    lastError: "classifier unavailable",
+    deadLetteredAt: "2026-12-01T02:24:11.042Z",
+    deliveredAt: null
+  }
 }
 
 const idempotencyKey = "summer-breeze-2026-12-01"
@@ -221,10 +275,10 @@ const get = HttpApiEndpoint.get("get", "/formulas/:id", {
   documented({
     summary: "Get a formula",
     description:
-      "The formula with its materials and the state of its FormulaSubmitted message (pending until a consumer acks it). 404 for an id that names no formula, malformed ones included.",
+      "The formula with its materials and how its FormulaSubmitted message ended: pending until a consumer acks it, then processed with the consumer's result; dead-lettered (with its last error) after maxDeliveries failed deliveries, pending again once redriven, purged once dropped. 404 for an id that names no formula, malformed ones included.",
     parameters: { id: summerBreezeId },
     responses: {
-      200: example(FormulaView, "Delivered", delivered),
+      200: [example(FormulaView, "Processed", delivered), example(FormulaView, "Dead-lettered", deadLettered)],
       404: example(
         FormulaNotFound,
         "Unknown id",

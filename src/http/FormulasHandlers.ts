@@ -1,6 +1,7 @@
 import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
-import { FormulaStore } from "../store/FormulaStore.ts"
+import { MessageQueue } from "../queue/MessageQueue.ts"
+import { type FormulaRow, FormulaStore } from "../store/FormulaStore.ts"
 import { ServedApi } from "./Api.ts"
 import { decodeCursor, encodeCursor } from "./Cursor.ts"
 import { toFormulaView } from "./FormulaView.ts"
@@ -14,6 +15,8 @@ export const FormulasHandlers = HttpApiBuilder.group(
   "formulas",
   Effect.fn(function* (handlers) {
     const store = yield* FormulaStore
+    const queue = yield* MessageQueue
+    const view = (row: FormulaRow) => toFormulaView(row, queue.attemptsOf)
 
     return handlers
       .handle("list", ({ query }) =>
@@ -27,7 +30,7 @@ export const FormulasHandlers = HttpApiBuilder.group(
           }
           const page = yield* store.page({ limit: query.limit ?? 20, beforeSeq }).pipe(Effect.mapError(unavailable))
           return {
-            items: page.items.map(toFormulaView),
+            items: page.items.map(view),
             nextCursor: page.nextBeforeSeq === null ? null : encodeCursor(page.nextBeforeSeq)
           }
         })
@@ -38,7 +41,7 @@ export const FormulasHandlers = HttpApiBuilder.group(
           Effect.flatMap((row) =>
             row === undefined
               ? Effect.fail(new FormulaNotFound({ detail: `no formula with id ${params.id}` }))
-              : Effect.succeed(toFormulaView(row))
+              : Effect.succeed(view(row))
           )
         )
       )

@@ -7,7 +7,15 @@ import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import { documented, example } from "./Documented.ts"
 import { receipt, summerBreezeMessageId, summerBreezeSubmitted } from "./Examples.ts"
-import { InvalidRequest, MalformedJson, PayloadTooLarge, UnsupportedMediaType, problemMembers } from "./Problems.ts"
+import { maxResultBytes } from "../domain/MessageResult.ts"
+import {
+  InvalidRequest,
+  MalformedJson,
+  PayloadTooLarge,
+  ServiceUnavailable,
+  UnsupportedMediaType,
+  problemMembers
+} from "./Problems.ts"
 import { RequestProblems } from "./RequestProblems.ts"
 
 /** A receipt or the stale / unknown / settled receipt problem: 409, RFC 9457. */
@@ -45,7 +53,12 @@ export const ReceiveRequest = Schema.Struct({
   })
 })
 
-export const AckRequest = Schema.Struct({ receipt: Receipt })
+export const AckRequest = Schema.Struct({
+  receipt: Receipt,
+  result: Schema.optionalKey(Schema.Unknown).annotate({
+    description: `What came of the message: any JSON value of at most ${maxResultBytes} bytes serialized (64 KiB). Stored once: a redelivered message acked again keeps the first result. Shown on GET /formulas/{id} and sent in the formula.processed webhook event.`
+  })
+})
 
 export const NackRequest = Schema.Struct({
   receipt: Receipt,
@@ -174,19 +187,46 @@ const receive = HttpApiEndpoint.post("receive", "/queue/receive", {
 const ack = HttpApiEndpoint.post("ack", "/queue/ack", {
   payload: AckRequest,
   success: HttpApiSchema.NoContent,
-  error: [QueueReceiptInvalid, ...bodyProblems]
+  error: [QueueReceiptInvalid, ServiceUnavailable, ...bodyProblems]
 }).annotateMerge(
   documented({
-    summary: "Acknowledge a delivery",
+    summary: "Acknowledge a delivery, with its result",
     description:
-      "The message is processed: it leaves the queue and its formula shows it delivered. " +
-      "409 if the receipt is not the message's current one (it was redelivered since, or already settled): another consumer owns it now.",
-    request: example(AckRequest, "Done", { receipt }),
+      "The message is processed: its formula shows it processed, with `result`, and the formula's client is sent a formula.processed event. " +
+      "Durable when answered: 204 only once that is committed. " +
+      "503 if it could not be (the database is unavailable): nothing changed, the message is still yours under the same receipt, so ack again (or it is redelivered after its visibility timeout). " +
+      "409 if the receipt is not the message's current one (it was redelivered since, or already settled): nothing is stored, another consumer owns it now. " +
+      `400 for a result over ${maxResultBytes} bytes serialized.`,
+    request: [
+      example(AckRequest, "Done, with a result", {
+        receipt,
+        result: { concentrationClass: "Eau de Parfum", total: 30.7 }
+      }),
+      example(AckRequest, "Done, no result", { receipt })
+    ],
     responses: {
-      400: invalid("/body/receipt", "is required"),
+      400: [
+        ...invalid("/body/receipt", "is required"),
+        example(
+          InvalidRequest,
+          "Result too large",
+          new InvalidRequest({
+            errors: [{ path: "/body/result", message: `must be at most ${maxResultBytes} bytes serialized, is 70012` }]
+          })
+        )
+      ],
       409: receiptProblem,
-      413: tooLarge,
-      415: notJson
+      413: example(
+        PayloadTooLarge,
+        "Body too large",
+        new PayloadTooLarge({ detail: "this request takes a body of at most 256 KiB" })
+      ),
+      415: notJson,
+      503: example(
+        ServiceUnavailable,
+        "Database unavailable (ack not recorded)",
+        new ServiceUnavailable({ detail: "database unavailable: Connection terminated unexpectedly" })
+      )
     }
   })
 )

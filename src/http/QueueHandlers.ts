@@ -16,13 +16,18 @@
 import { DateTime, Effect, type Layer } from "effect"
 import { HttpApiBuilder, type HttpApi, type HttpApiGroup } from "effect/http-api"
 import { MessageQueue } from "../queue/MessageQueue.ts"
-import type { ReceiptInvalid } from "../queue/QueueErrors.ts"
+import type { AckNotRecorded, ReceiptInvalid } from "../queue/QueueErrors.ts"
+import { encodeResult, maxResultBytes } from "../domain/MessageResult.ts"
 import { decodeJsonBody, decodeOptionalJsonBody } from "./JsonBody.ts"
+import { type InvalidRequest, ServiceUnavailable } from "./Problems.ts"
+import { invalidRequest, type RequestProblems } from "./RequestProblems.ts"
 import { AckRequest, ExtendRequest, NackRequest, QueueApi, QueueReceiptInvalid, ReceiveRequest } from "./QueueApi.ts"
 
 /** The largest body a queue request may have (a receipt, a reason of at most 4096 characters, room to grow). */
 export const maxBodyBytes = 128 * 1024
-import type { RequestProblems } from "./RequestProblems.ts"
+
+/** An ack's body: a result of up to 64 KiB serialized, with room for the client's own whitespace. */
+export const maxAckBodyBytes = 256 * 1024
 
 const toProblem = (error: ReceiptInvalid) =>
   Effect.fail(new QueueReceiptInvalid({ receipt: error.receipt, detail: error.message }))
@@ -56,9 +61,21 @@ export const makeQueueHandlers = <ApiId extends string, Groups extends HttpApiGr
           )
         )
         .handleRaw("ack", ({ request }) =>
-          decodeJsonBody(request, AckRequest, maxBodyBytes).pipe(
-            Effect.flatMap((payload) => queue.ack(payload.receipt)),
-            Effect.catchTag("ReceiptInvalid", toProblem)
+          decodeJsonBody(request, AckRequest, maxAckBodyBytes).pipe(
+            Effect.flatMap((payload): Effect.Effect<void, InvalidRequest | ReceiptInvalid | AckNotRecorded> => {
+              const encoded = encodeResult(payload.result)
+              if (encoded._tag !== "Encoded") {
+                const message =
+                  encoded._tag === "TooLarge"
+                    ? `must be at most ${maxResultBytes} bytes serialized, is ${encoded.bytes}`
+                    : `must be JSON: ${encoded.reason}`
+                return Effect.fail(invalidRequest([{ path: "/body/result", message }]))
+              }
+              return queue.ack(payload.receipt, { result: payload.result })
+            }),
+            Effect.catchTag("ReceiptInvalid", toProblem),
+            // Nothing changed; the receipt still holds: the consumer may ack again.
+            Effect.catchTag("AckNotRecorded", (error) => Effect.fail(new ServiceUnavailable({ detail: error.message })))
           )
         )
         .handleRaw("nack", ({ request }) =>

@@ -3,7 +3,9 @@
  * unsettled part. The relay keeps the copy complete:
  *
  * - **Start-up recovery**: every committed, unsettled message is enqueued
- *   before the server answers (the layer is built before the socket opens).
+ *   before the server answers (the layer is built before the socket opens);
+ *   one stored as a dead letter is restored as a dead letter (listed with its
+ *   attempts and last error, not delivered until redriven).
  *   If they do not all fit, the rest — the *backlog* — follows as consumers
  *   make room: a fiber waits for the queue to free a slot (an ack, an abort,
  *   a dead letter: `MessageQueue.awaitRoom`) and enqueues as many as now fit,
@@ -27,8 +29,8 @@
  */
 import { Clock, Context, Duration, Effect, Layer, Semaphore } from "effect"
 import { OutboxRelayIntervalMs } from "../Settings.ts"
-import { type Message, MessageQueue } from "../queue/MessageQueue.ts"
-import { FormulaStore, type OutboxPosition } from "../store/FormulaStore.ts"
+import { type DeadLetter, type Message, MessageQueue } from "../queue/MessageQueue.ts"
+import { FormulaStore, type OutboxPosition, type UnsettledMessage } from "../store/FormulaStore.ts"
 
 const batchSize = 500
 
@@ -81,6 +83,12 @@ export class OutboxRelay extends Context.Service<
               const limit = Math.min(batchSize, room)
               const batch = yield* store.unsettledMessages({ limit, after: backlogAfter, upTo: backlogEnd! })
               for (const message of batch) {
+                if (message.deadLettered !== undefined) {
+                  // Stored as a dead letter: listed again, not delivered until redriven.
+                  if (yield* queue.restoreDeadLetter(deadLetterOf(message, message.deadLettered))) added++
+                  backlogAfter = message
+                  continue
+                }
                 const published = yield* Effect.option(queue.publish(message))
                 if (published._tag === "None") return added // full: resume from here when there is room
                 if (!published.value.duplicate) added++
@@ -167,6 +175,14 @@ export class OutboxRelay extends Context.Service<
     Effect.map(OutboxRelayIntervalMs.config, (interval) => OutboxRelay.layerWith({ interval }))
   )
 }
+
+const deadLetterOf = (message: UnsettledMessage, dead: NonNullable<UnsettledMessage["deadLettered"]>): DeadLetter => ({
+  messageId: message.messageId,
+  body: message.body,
+  attempts: dead.attempts,
+  lastError: dead.lastError,
+  deadLetteredAt: dead.at.getTime()
+})
 
 const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> =>
   Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size))

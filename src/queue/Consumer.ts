@@ -3,8 +3,9 @@
  *
  * `consume(handler, { concurrency })` runs `concurrency` workers in the current
  * scope. Each long-polls for one message at a time and runs the handler with it:
- * success acks; failure (or defect) nacks with exponential backoff, carrying the
- * error text as the message's last error, so after `maxDeliveries` the queue
+ * success acks, with the handler's value as the message's result (undefined:
+ * none); failure (or defect) nacks with exponential backoff, carrying the error
+ * text as the message's last error, so after `maxDeliveries` the queue
  * dead-letters it. While a handler runs, a heartbeat extends the visibility
  * timeout (every half timeout by default), so a slow handler is not redelivered
  * to someone else.
@@ -90,7 +91,7 @@ export const consume = Effect.fnUntraced(function* <E, R>(
 
   const settle = (delivery: Delivery, exit: Exit.Exit<unknown, E>) => {
     const settled = Exit.isSuccess(exit)
-      ? queue.ack(delivery.receipt)
+      ? queue.ack(delivery.receipt, { result: exit.value })
       : Cause.hasInterruptsOnly(exit.cause)
         ? queue.release(delivery.receipt)
         : queue.nack(delivery.receipt, {
@@ -102,6 +103,14 @@ export const consume = Effect.fnUntraced(function* <E, R>(
         Effect.logWarning("Consumer lost a delivery before settling it; it will be redelivered", {
           messageId: delivery.messageId,
           attempt: delivery.attempt
+        })
+      ),
+      // The message stays in flight under its receipt: redelivered at its deadline, the work done again.
+      Effect.catchTag("AckNotRecorded", (error) =>
+        Effect.logWarning("Consumer could not record an ack; the message will be redelivered", {
+          messageId: delivery.messageId,
+          attempt: delivery.attempt,
+          error: error.message
         })
       )
     )

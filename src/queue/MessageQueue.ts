@@ -4,8 +4,8 @@
  *
  * Message states:
  *
- *   reserve           commit               receive                ack
- *   ──────► pending ─────────► ready ─────────────► in-flight ─────────► gone (onAck)
+ *   reserve           commit               receive           onAck, then ack
+ *   ──────► pending ─────────► ready ─────────────► in-flight ─────────► gone
  *             │                ▲ ▲ ▲                  │  │  │
  *           abort              │ │ └─ expiry, nack, ──┘  │  │
  *             ▼                │ │    release            │  │
@@ -25,13 +25,23 @@
  * - Each delivery gets a fresh receipt; only the latest receipt of an in-flight
  *   message is valid, so one message never has two owners.
  * - Interruption-safe: receive only waits (interruptibly) while it holds nothing.
+ * - Durable when answered: with an `onAck` hook, an ack first checks the
+ *   receipt (changing nothing), runs the hook (the settlement in storage),
+ *   and only when it succeeded removes the message. A failed hook fails the
+ *   ack and the message stays in flight under the same receipt: ack again,
+ *   or it is redelivered at its deadline. Without hooks an ack is one O(1)
+ *   step, as before.
+ * - Dead-lettering happens at once in memory; `onDeadLetter` (and
+ *   `onRedrive`) persist it afterwards, in order, from a fiber of the layer
+ *   that retries each until it commits (see `persistLoop`).
  *
  * State lives in QueueCore (synchronous, private to this module); all background
  * work (visibility timeouts, nack delays) is one fiber forked in the layer's scope
  * and driven by the Clock, so TestClock controls it.
  */
-import { Cause, Clock, Config, Context, Duration, Effect, Latch, Layer, Metric } from "effect"
+import { Cause, Clock, Config, Context, Duration, Effect, Latch, Layer, Metric, Predicate } from "effect"
 import {
+  nackedError,
   type Counts,
   type DeadLetter,
   type Delivery,
@@ -42,10 +52,10 @@ import {
 } from "./QueueCore.ts"
 import { registerCounterReading, registerGaugeReading } from "../observability/Counters.ts"
 import { QueueCapacity, QueueMaxDeliveries, QueueVisibilityTimeoutMs } from "../Settings.ts"
-import { QueueFull, ReceiptInvalid } from "./QueueErrors.ts"
+import { AckNotRecorded, QueueFull, ReceiptInvalid } from "./QueueErrors.ts"
 
 export type { DeadLetter, Delivery, Reservation, Totals } from "./QueueCore.ts"
-export { QueueFull, ReceiptInvalid } from "./QueueErrors.ts"
+export { AckNotRecorded, QueueFull, ReceiptInvalid } from "./QueueErrors.ts"
 
 export interface Message {
   readonly messageId: string
@@ -78,6 +88,22 @@ export interface NackOptions {
   readonly error?: string | undefined
 }
 
+export interface AckOptions {
+  /**
+   * What came of the message (any JSON value), handed to the `onAck` hook to
+   * be stored with the settlement. Undefined: none.
+   */
+  readonly result?: unknown
+}
+
+/** What the `onAck` hook is told about the message being acked. */
+export interface Acked {
+  readonly messageId: string
+  /** The attempt number of the delivery being acked. */
+  readonly attempts: number
+  readonly result: unknown
+}
+
 export interface QueueStats extends Counts {
   readonly capacity: number
   /** pending + ready + delayed + inFlight: what counts against the capacity. */
@@ -106,12 +132,23 @@ export interface MessageQueueOptions<R = never> {
   /** The `queue` attribute of the metrics (default "messages"). */
   readonly name?: string | undefined
   /**
-   * Runs in the acking fiber after a message was acked (the queue has already
-   * forgotten it), before `ack` returns. Failures are logged, never surfaced to
-   * the acker: the message is gone either way, and at-least-once delivery
-   * (the outbox re-publishing undelivered rows at start-up) covers a missed mark.
+   * Settles an acked message in storage (the durable half of the ack). Runs in
+   * the acking fiber while the message is still in flight; only when it
+   * succeeds is the message removed and the ack answered. Its failure fails the
+   * ack (`AckNotRecorded`) and leaves the message in flight under the same
+   * receipt. It may run more than once for one message (an ack retried after
+   * an answer was lost, a redelivered message acked again): it must be
+   * idempotent, keeping the first result.
    */
-  readonly onAck?: ((messageId: string) => Effect.Effect<void, unknown, R>) | undefined
+  readonly onAck?: ((acked: Acked) => Effect.Effect<void, unknown, R>) | undefined
+  /**
+   * Persists a dead-lettering. Runs in the background after the message moved
+   * to the dead letters, retried with backoff until it succeeds, in order with
+   * `onRedrive`; must be idempotent (a retry may follow a lost answer).
+   */
+  readonly onDeadLetter?: ((letter: DeadLetter) => Effect.Effect<void, unknown, R>) | undefined
+  /** Persists a redrive, like `onDeadLetter` (same fiber, same order, retried until it succeeds). */
+  readonly onRedrive?: ((messageIds: ReadonlyArray<string>) => Effect.Effect<void, unknown, R>) | undefined
   /** Runs after `purge` dropped dead letters, with their ids. Failures are logged. */
   readonly onPurge?: ((messageIds: ReadonlyArray<string>) => Effect.Effect<void, unknown, R>) | undefined
 }
@@ -135,7 +172,14 @@ export interface MessageQueueService {
   /** reserve + commit in one step. */
   readonly publish: (message: Message) => Effect.Effect<PublishResult, QueueFull>
   readonly receive: (options?: ReceiveOptions) => Effect.Effect<ReadonlyArray<Delivery>>
-  readonly ack: (receipt: string) => Effect.Effect<void, ReceiptInvalid>
+  /**
+   * The message is processed. With an `onAck` hook the ack is durable when it
+   * succeeds; it fails with `AckNotRecorded` when the hook failed (the message
+   * stays in flight under the same receipt). If the receipt went stale while
+   * the hook ran (the visibility timeout fired), the ack still succeeds: the
+   * settlement is recorded, and the message's next owner acks it as usual.
+   */
+  readonly ack: (receipt: string, options?: AckOptions) => Effect.Effect<void, ReceiptInvalid | AckNotRecorded>
   readonly nack: (receipt: string, options?: NackOptions) => Effect.Effect<void, ReceiptInvalid>
   /** New visibility deadline = now + `visibilityTimeout`. */
   readonly extend: (receipt: string, visibilityTimeout: Duration.Input) => Effect.Effect<void, ReceiptInvalid>
@@ -150,6 +194,19 @@ export interface MessageQueueService {
   /** Drops dead letters; returns how many. */
   readonly purge: (options?: { readonly messageIds?: ReadonlyArray<string> | undefined }) => Effect.Effect<number>
   readonly stats: Effect.Effect<QueueStats>
+  /** Deliveries so far of a message the queue holds, undefined when it holds none with this id. O(1). */
+  readonly attemptsOf: (messageId: string) => number | undefined
+  /**
+   * A dead letter read back from storage at start-up: listed and redrivable,
+   * never delivered until redriven; `onDeadLetter` is not called (it is stored
+   * already). False when the id is already present.
+   */
+  readonly restoreDeadLetter: (letter: DeadLetter) => Effect.Effect<boolean>
+  /**
+   * Completes once every dead-lettering and redrive so far has been persisted
+   * by its hook (at once without hooks). For tests and orderly shutdowns.
+   */
+  readonly awaitPersisted: Effect.Effect<void>
   /**
    * For a server shutting down: every receive waiting in a long poll returns
    * now with what it has (nothing), and later receives do not wait. Messages
@@ -187,7 +244,7 @@ export class MessageQueue extends Context.Service<MessageQueue, MessageQueueServ
 
   /** Settings from the environment, plus hooks (whose requirements become the layer's). */
   static readonly layerConfig = <R = never>(
-    hooks: Pick<MessageQueueOptions<R>, "onAck" | "onPurge" | "name">
+    hooks: Pick<MessageQueueOptions<R>, QueueHook | "name">
   ): Layer.Layer<MessageQueue, Config.ConfigError, R> =>
     Layer.effect(
       MessageQueue,
@@ -198,6 +255,9 @@ export class MessageQueue extends Context.Service<MessageQueue, MessageQueueServ
   static readonly layerWith = <R = never>(options: MessageQueueOptions<R> = {}): Layer.Layer<MessageQueue, never, R> =>
     Layer.effect(MessageQueue, make(options))
 }
+
+/** The options that are hooks into storage (Runtime.ts sets them). */
+export type QueueHook = "onAck" | "onPurge" | "onDeadLetter" | "onRedrive"
 
 const toMillis = (input: Duration.Input | undefined, fallback: number): number => {
   if (input === undefined) return fallback
@@ -249,6 +309,17 @@ const registerMetrics = (core: QueueCore, name: string) =>
       })
   )
 
+/** A dead-lettering or a redrive waiting for its hook to persist it. */
+type PersistOp =
+  | { readonly _tag: "deadLetter"; readonly letter: DeadLetter }
+  | { readonly _tag: "redrive"; readonly messageIds: ReadonlyArray<string> }
+
+/** A hook's failure as text for `AckNotRecorded`. */
+const describeError = (error: unknown): string =>
+  Predicate.hasProperty(error, "message") && typeof error.message === "string" && error.message !== ""
+    ? error.message
+    : String(error)
+
 const validate = (name: string, value: number, minimum: number): number => {
   if (!Number.isInteger(value) || value < minimum) {
     throw new RangeError(`MessageQueue: ${name} must be an integer ≥ ${minimum}, got ${value}`)
@@ -290,6 +361,19 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
   // receive → ack traffic, whose deadlines only grow, does not wake it at all.
   const timerLatch = Latch.makeUnsafe(false)
   let armedAt = Infinity
+
+  // Dead-letterings and redrives waiting to be persisted, oldest first; the
+  // head leaves only once its hook succeeded (see persistLoop).
+  const onDeadLetter = options.onDeadLetter
+  const onRedrive = options.onRedrive
+  const toPersist: Array<PersistOp> = []
+  const persistLatch = Latch.makeUnsafe(false)
+  const persistedWaiters = new Set<() => void>()
+  const enqueuePersist = (op: PersistOp) => {
+    toPersist.push(op)
+    persistLatch.openUnsafe()
+  }
+
   const core = new QueueCore({
     capacity: settings.capacity,
     maxDeliveries: settings.maxDeliveries,
@@ -307,7 +391,21 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
       const woken = Array.from(roomWaiters)
       roomWaiters.clear()
       for (const waiter of woken) waiter()
-    }
+    },
+    onDead:
+      onDeadLetter === undefined
+        ? () => {}
+        : (entry) =>
+            enqueuePersist({
+              _tag: "deadLetter",
+              letter: {
+                messageId: entry.messageId,
+                attempts: entry.deliveries,
+                lastError: entry.lastError ?? nackedError,
+                body: entry.body,
+                deadLetteredAt: entry.deadLetteredAt
+              }
+            })
   })
 
   const timerLoop = Effect.gen(function* () {
@@ -335,6 +433,64 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
       ),
       Effect.provideContext(context)
     )
+
+  const persistOnce = (op: PersistOp): Effect.Effect<void, unknown> =>
+    (op._tag === "deadLetter" ? onDeadLetter!(op.letter) : onRedrive!(op.messageIds)).pipe(
+      Effect.provideContext(context)
+    )
+
+  /**
+   * Persists the head of `toPersist` until it succeeds (backoff 100 ms doubling
+   * to 10 s), then the next: in order, so a redrive never lands before the
+   * dead-lettering it undoes. The hooks are idempotent, so an attempt whose
+   * answer was lost (or that was interrupted at shutdown) may run again.
+   */
+  const persistLoop = Effect.gen(function* () {
+    while (true) {
+      persistLatch.closeUnsafe()
+      const op = toPersist[0]
+      if (op === undefined) {
+        const waiting = Array.from(persistedWaiters)
+        persistedWaiters.clear()
+        for (const waiter of waiting) waiter()
+        yield* persistLatch.await
+        continue
+      }
+      let delayMs = 100
+      while (true) {
+        const exit = yield* Effect.exit(persistOnce(op))
+        if (exit._tag === "Success") break
+        yield* Effect.logWarning(`MessageQueue: persisting a ${op._tag} failed; retrying in ${delayMs} ms`, exit.cause)
+        yield* clock.sleep(Duration.millis(delayMs))
+        delayMs = Math.min(delayMs * 2, 10_000)
+      }
+      toPersist.shift()
+    }
+  })
+
+  /** At shutdown: one more attempt for whatever is left, bounded; what still fails is recovered as ready at restart. */
+  const persistRemaining = Effect.gen(function* () {
+    while (toPersist.length > 0) {
+      const exit = yield* Effect.exit(persistOnce(toPersist[0]!))
+      if (exit._tag === "Failure") {
+        yield* Effect.logWarning(
+          `MessageQueue: ${toPersist.length} dead-letterings or redrives not persisted at shutdown`
+        )
+        return
+      }
+      toPersist.shift()
+    }
+  }).pipe(Effect.timeoutOption(Duration.seconds(5)), Effect.asVoid)
+
+  if (onDeadLetter !== undefined || onRedrive !== undefined) {
+    // Added before the fork, so it runs after the loop's interruption (finalizers run in reverse).
+    yield* Effect.addFinalizer(() => persistRemaining)
+    yield* persistLoop.pipe(
+      Effect.annotateLogs({ module: "MessageQueue", fiber: "persist" }),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+  }
 
   const handle = (reservation: Reservation): ReservationHandle => {
     if (reservation instanceof ReservationHandle && reservation.owner === core) return reservation
@@ -412,11 +568,26 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     })
 
   const onAck = options.onAck
-  const ack = (receipt: string): Effect.Effect<void, ReceiptInvalid> =>
-    Effect.suspend(() => {
-      const entry = core.ack(receipt)
+  const ack = (receipt: string, ackOptions?: AckOptions): Effect.Effect<void, ReceiptInvalid | AckNotRecorded> =>
+    Effect.suspend((): Effect.Effect<void, ReceiptInvalid | AckNotRecorded> => {
+      if (onAck === undefined) {
+        return core.ack(receipt) === undefined ? Effect.fail(new ReceiptInvalid({ receipt })) : Effect.void
+      }
+      const entry = core.current(receipt)
       if (entry === undefined) return Effect.fail(new ReceiptInvalid({ receipt }))
-      return onAck === undefined ? Effect.void : runHook("onAck", onAck(entry.messageId))
+      const messageId = entry.messageId
+      return onAck({ messageId, attempts: entry.deliveries, result: ackOptions?.result }).pipe(
+        (effect): Effect.Effect<void, unknown> => Effect.provideContext(effect, context),
+        Effect.mapError((error) => new AckNotRecorded({ messageId, message: describeError(error) })),
+        Effect.andThen(
+          Effect.sync(() => {
+            // Stale now (its deadline passed while the hook ran): the settlement is
+            // recorded all the same, so the ack succeeded; the message's new owner
+            // acks it as usual (the hook keeps the first result).
+            if (core.ack(receipt) === undefined) core.forgetProcessed(entry)
+          })
+        )
+      )
     })
 
   const nack = (receipt: string, options?: NackOptions): Effect.Effect<void, ReceiptInvalid> =>
@@ -441,7 +612,9 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
   const redrive = Effect.fn("MessageQueue.redrive")(function* (options?: {
     readonly messageIds?: ReadonlyArray<string> | undefined
   }) {
-    return core.redrive(options?.messageIds)
+    const redriven = core.redrive(options?.messageIds)
+    if (onRedrive !== undefined && redriven.length > 0) enqueuePersist({ _tag: "redrive", messageIds: redriven })
+    return redriven.length
   })
 
   const onPurge = options.onPurge
@@ -464,6 +637,22 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
       visibilityTimeoutMs: settings.visibilityTimeoutMs,
       totals: core.totals()
     })
+  )
+
+  const attemptsOf = (messageId: string) => core.attemptsOf(messageId)
+
+  const restoreDeadLetter = (letter: DeadLetter) => Effect.sync(() => core.restoreDead(letter))
+
+  const awaitPersisted: Effect.Effect<void> = Effect.suspend(() =>
+    toPersist.length === 0
+      ? Effect.void
+      : Effect.callback<void>((resume) => {
+          const waiter = () => resume(Effect.void)
+          persistedWaiters.add(waiter)
+          return Effect.sync(() => {
+            persistedWaiters.delete(waiter)
+          })
+        })
   )
 
   const stopWaiting = Effect.sync(() => {
@@ -499,6 +688,9 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     redrive,
     purge,
     stats,
+    attemptsOf,
+    restoreDeadLetter,
+    awaitPersisted,
     stopWaiting,
     awaitRoom
   }

@@ -115,6 +115,8 @@ export interface CoreOptions {
   readonly onTimer: (dueAt: number) => void
   /** Called when a message stopped counting against the capacity (acked, aborted, dead-lettered). */
   readonly onRoom: () => void
+  /** Called when a message was just dead-lettered (expiry or nack at maxDeliveries). */
+  readonly onDead: (entry: Entry) => void
 }
 
 const randomId = (): string => {
@@ -131,6 +133,7 @@ export class QueueCore {
   private readonly onReady: (count: number) => void
   private readonly onTimer: (dueAt: number) => void
   private readonly onRoom: () => void
+  private readonly onDead: (entry: Entry) => void
 
   private readonly entries = new Map<string, Entry>()
   /**
@@ -173,6 +176,7 @@ export class QueueCore {
     this.onReady = options.onReady
     this.onTimer = options.onTimer
     this.onRoom = options.onRoom
+    this.onDead = options.onDead
   }
 
   /** Messages counted against the capacity (dead letters are not). */
@@ -336,6 +340,55 @@ export class QueueCore {
     return out
   }
 
+  /** The in-flight entry whose current receipt this is (nothing changes), or undefined. */
+  current(receipt: string): Entry | undefined {
+    return this.lookup(receipt)
+  }
+
+  /** Deliveries so far of a message the queue holds (in any state), or undefined. */
+  attemptsOf(messageId: string): number | undefined {
+    return this.entries.get(messageId)?.deliveries
+  }
+
+  /**
+   * Forgets a message whose ack was recorded after its receipt went stale, if it
+   * has been dead-lettered meanwhile: it is processed, so it must not stay a dead
+   * letter (a redrive would deliver it again). In any other state its new owner
+   * settles it as usual.
+   */
+  forgetProcessed(entry: Entry): void {
+    if (entry.state !== "dead" || this.dead.get(entry.messageId) !== entry) return
+    this.dead.delete(entry.messageId)
+    this.entries.delete(entry.messageId)
+  }
+
+  /**
+   * A dead letter recovered from storage at start-up: listed, never delivered
+   * until redriven. False (nothing changes) when the id is already present.
+   */
+  restoreDead(letter: DeadLetter): boolean {
+    if (this.entries.has(letter.messageId)) return false
+    const entry: Entry = {
+      messageId: letter.messageId,
+      body: letter.body,
+      state: "dead",
+      deliveries: letter.attempts,
+      holders: 0,
+      receipt: undefined,
+      slot: -1,
+      dueAt: 0,
+      heapIndex: -1,
+      timerPrev: undefined,
+      timerNext: undefined,
+      next: undefined,
+      lastError: letter.lastError,
+      deadLetteredAt: letter.deadLetteredAt
+    }
+    this.entries.set(entry.messageId, entry)
+    this.dead.set(entry.messageId, entry)
+    return true
+  }
+
   /** The acked entry, or undefined for an invalid receipt. */
   ack(receipt: string): Entry | undefined {
     const entry = this.settle(receipt)
@@ -431,10 +484,10 @@ export class QueueCore {
 
   /**
    * Dead letters back to ready, oldest first, attempts counted from 1 again. Only
-   * as many as the free capacity allows; the rest stay dead-lettered.
+   * as many as the free capacity allows; the rest stay dead-lettered. Returns the ids redriven.
    */
-  redrive(messageIds: ReadonlyArray<string> | undefined): number {
-    let count = 0
+  redrive(messageIds: ReadonlyArray<string> | undefined): Array<string> {
+    const redriven: Array<string> = []
     const candidates = messageIds ?? Array.from(this.dead.keys())
     for (const messageId of candidates) {
       if (this.size >= this.capacity) break
@@ -444,11 +497,11 @@ export class QueueCore {
       entry.deliveries = 0
       entry.lastError = undefined
       this.pushBack(entry)
-      count++
+      redriven.push(messageId)
     }
-    this.redriven += count
-    if (count > 0) this.onReady(count)
-    return count
+    this.redriven += redriven.length
+    if (redriven.length > 0) this.onReady(redriven.length)
+    return redriven
   }
 
   /** Drops dead letters for good; returns the ids dropped. */
@@ -497,6 +550,7 @@ export class QueueCore {
     this.dead.set(entry.messageId, entry)
     this.deadLetteredTotal++
     this.onRoom()
+    this.onDead(entry)
   }
 
   private pushBack(entry: Entry): void {

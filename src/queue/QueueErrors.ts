@@ -33,3 +33,17 @@ export class ReceiptInvalid extends Schema.TaggedError<ReceiptInvalid>()(
     return `Receipt ${this.receipt} is unknown, stale (the message was redelivered since) or already settled`
   }
 }
+
+/**
+ * The ack's settlement could not be recorded (the storage behind the queue's
+ * `onAck` hook failed). Nothing changed: the message is still in flight under
+ * the same receipt, so the consumer may ack again, or it is redelivered.
+ */
+export class AckNotRecorded extends Schema.TaggedError<AckNotRecorded>()(
+  "AckNotRecorded",
+  {
+    messageId: Schema.String,
+    message: Schema.String
+  },
+  { httpApiStatus: 503 }
+) {}

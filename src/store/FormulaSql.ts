@@ -4,6 +4,7 @@
  */
 import { Effect } from "effect"
 import { type PgClient, PgTypes } from "@effect/sql-pg"
+import type { Statement } from "effect/sql"
 
 export interface MaterialRow {
   readonly name: string
@@ -19,7 +20,15 @@ export interface FormulaRow {
   readonly createdAt: Date
   readonly materials: ReadonlyArray<MaterialRow>
   readonly messageId: string
+  /** When a consumer acknowledged the message (processed). */
   readonly deliveredAt: Date | null
+  /** The first acknowledging consumer's result; null when none. */
+  readonly result: unknown
+  /** Deliveries when it was settled or dead-lettered (0 before). */
+  readonly attempts: number
+  readonly deadLetteredAt: Date | null
+  readonly lastError: string | null
+  readonly purgedAt: Date | null
 }
 
 /** A formula to store with its message (ids chosen by the caller). */
@@ -36,6 +45,25 @@ interface UnsettledRow {
   readonly message_id: string
   readonly body: unknown
   readonly at: string
+  readonly dead_lettered_at: Date | null
+  readonly attempts: number
+  readonly last_error: string | null
+}
+
+/** An event caused by a change to an outbox row, and when. */
+export interface OutboxEvent {
+  /** `evt_` + 32 lowercase hex. */
+  readonly id: string
+  readonly type: "formula.processed" | "formula.dead_lettered"
+  /** The event body's text before and after the formula id (a JSON string), which only the row knows. */
+  readonly bodyBeforeFormulaId: string
+  readonly bodyAfterFormulaId: string
+}
+
+/** What a settling statement did: whether it changed the row, and how many webhook deliveries it wrote. */
+export interface SettleOutcome {
+  readonly changed: boolean
+  readonly deliveries: number
 }
 
 /** A place in the outbox's (created_at, message_id) order. */
@@ -53,6 +81,11 @@ interface FormulaSelectRow {
   readonly created_at: Date
   readonly message_id: string
   readonly delivered_at: Date | null
+  readonly result: string | null
+  readonly attempts: number
+  readonly dead_lettered_at: Date | null
+  readonly last_error: string | null
+  readonly purged_at: Date | null
   readonly materials: ReadonlyArray<MaterialRow> | string
 }
 
@@ -64,7 +97,12 @@ const toFormulaRow = (row: FormulaSelectRow): FormulaRow => ({
   createdAt: row.created_at,
   materials: typeof row.materials === "string" ? JSON.parse(row.materials) : row.materials,
   messageId: row.message_id,
-  deliveredAt: row.delivered_at
+  deliveredAt: row.delivered_at,
+  result: row.result === null ? null : JSON.parse(row.result),
+  attempts: row.attempts,
+  deadLetteredAt: row.dead_lettered_at,
+  lastError: row.last_error,
+  purgedAt: row.purged_at
 })
 
 export const makeFormulaSql = (sql: PgClient.PgClient) => {
@@ -72,7 +110,8 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
   // a page costs one round trip whatever its size.
   const selectFormulas = sql`
     SELECT f.seq::text AS seq, f.id::text AS id, f.fingerprint, f.name, f.created_at,
-           o.message_id::text AS message_id, o.delivered_at,
+           o.message_id::text AS message_id, o.delivered_at, o.result::text AS result, o.attempts,
+           o.dead_lettered_at, o.last_error, o.purged_at,
            (SELECT json_agg(json_build_object('name', m.name, 'concentration', m.concentration::text)
                             ORDER BY m.position)
               FROM formula_materials m WHERE m.formula_id = f.id) AS materials
@@ -176,9 +215,92 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
       (rows) => new Set(rows.map((row) => row.message_id))
     )
 
-  /** Settles a message: acked by a consumer. Only the first ack's time is kept. */
-  const markDelivered = (messageId: string, at: Date) =>
-    Effect.asVoid(sql`UPDATE outbox SET delivered_at = ${at} WHERE message_id = ${messageId} AND delivered_at IS NULL`)
+  /**
+   * `change` (an UPDATE of one outbox row RETURNING its formula_id) and, only
+   * if it changed the row, the event it causes for the formula's client: one
+   * `webhook_events` row and one pending delivery per enabled endpoint of that
+   * client subscribed to the event's type; nothing when there is none (or the
+   * formula has no client). One statement, so one implicit transaction: the
+   * event exists iff the change committed.
+   */
+  const changeWithEvent = (change: Statement.Statement<unknown>, event: OutboxEvent, at: Date) =>
+    Effect.map(
+      sql<{ readonly changed: number; readonly deliveries: number }>`
+        WITH changed AS (${change}),
+        endpoints AS (
+          SELECT e.id, f.client_id, f.id AS formula_id
+            FROM changed c
+            JOIN formulas f ON f.id = c.formula_id
+            JOIN webhook_endpoints e ON e.client_id = f.client_id
+           WHERE e.enabled AND ${event.type}::text = ANY (e.events)
+        ), event AS (
+          INSERT INTO webhook_events (id, client_id, type, body, created_at)
+          SELECT ${event.id}::text, client_id, ${event.type}::text,
+                 ${event.bodyBeforeFormulaId}::text || to_json(formula_id::text)::text || ${event.bodyAfterFormulaId}::text,
+                 ${at}
+            FROM endpoints LIMIT 1
+          RETURNING id
+        ), deliveries AS (
+          INSERT INTO webhook_deliveries
+                 (id, event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
+          SELECT gen_random_uuid(), event.id, endpoints.id, 'pending', 0, ${at}, ${at}, ${at}
+            FROM event CROSS JOIN endpoints
+          RETURNING id
+        )
+        SELECT (SELECT count(*) FROM changed)::int AS changed, (SELECT count(*) FROM deliveries)::int AS deliveries`,
+      (rows): SettleOutcome => ({ changed: rows[0]!.changed > 0, deliveries: rows[0]!.deliveries })
+    )
+
+  /**
+   * Settles a message acked by a consumer, with its result (JSON text, or
+   * null for none) and its `formula.processed` event. Only the first ack
+   * changes the row: a redelivered message acked again keeps the first
+   * result, and a retried statement whose answer was lost writes nothing twice.
+   */
+  const settleProcessed = (
+    message: { readonly messageId: string; readonly attempts: number; readonly resultText: string | null },
+    event: OutboxEvent,
+    at: Date
+  ) =>
+    changeWithEvent(
+      sql`UPDATE outbox SET delivered_at = ${at}, result = ${message.resultText}::jsonb, attempts = ${message.attempts}
+           WHERE message_id = ${message.messageId} AND delivered_at IS NULL AND purged_at IS NULL
+          RETURNING formula_id`,
+      event,
+      at
+    )
+
+  /**
+   * Records a dead-lettering, with its `formula.dead_lettered` event. Changes
+   * nothing for a message processed, purged or already recorded as dead.
+   */
+  const settleDeadLettered = (
+    letter: {
+      readonly messageId: string
+      readonly attempts: number
+      readonly lastError: string
+      readonly deadLetteredAt: Date
+    },
+    event: OutboxEvent,
+    at: Date
+  ) =>
+    changeWithEvent(
+      sql`UPDATE outbox SET dead_lettered_at = ${letter.deadLetteredAt}, attempts = ${letter.attempts}, last_error = ${letter.lastError}
+           WHERE message_id = ${letter.messageId} AND delivered_at IS NULL AND purged_at IS NULL
+             AND dead_lettered_at IS NULL
+          RETURNING formula_id`,
+      event,
+      at
+    )
+
+  /** Redriven dead letters are pending again, their attempts counted afresh. */
+  const markRedriven = (messageIds: ReadonlyArray<string>) =>
+    messageIds.length === 0
+      ? Effect.void
+      : Effect.asVoid(
+          sql`UPDATE outbox SET dead_lettered_at = NULL, last_error = NULL, attempts = 0
+               WHERE message_id = ANY(${uuids(messageIds)}) AND delivered_at IS NULL`
+        )
 
   /** Settles dead letters an operator purged, so start-up recovery does not bring them back. */
   const markPurged = (messageIds: ReadonlyArray<string>, at: Date) =>
@@ -201,12 +323,14 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     Effect.map(
       options.after === undefined
         ? sql<UnsettledRow>`
-            SELECT message_id::text AS message_id, body, created_at::text AS at FROM outbox
+            SELECT message_id::text AS message_id, body, created_at::text AS at,
+                   dead_lettered_at, attempts, last_error FROM outbox
              WHERE delivered_at IS NULL AND purged_at IS NULL
                AND (created_at, message_id) <= (${options.upTo.at}::timestamptz, ${options.upTo.messageId}::uuid)
              ORDER BY created_at, message_id LIMIT ${options.limit}`
         : sql<UnsettledRow>`
-            SELECT message_id::text AS message_id, body, created_at::text AS at FROM outbox
+            SELECT message_id::text AS message_id, body, created_at::text AS at,
+                   dead_lettered_at, attempts, last_error FROM outbox
              WHERE delivered_at IS NULL AND purged_at IS NULL
                AND (created_at, message_id) > (${options.after.at}::timestamptz, ${options.after.messageId}::uuid)
                AND (created_at, message_id) <= (${options.upTo.at}::timestamptz, ${options.upTo.messageId}::uuid)
@@ -215,7 +339,11 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
         rows.map((row) => ({
           messageId: row.message_id,
           body: typeof row.body === "string" ? JSON.parse(row.body) : row.body,
-          at: row.at
+          at: row.at,
+          deadLettered:
+            row.dead_lettered_at === null
+              ? undefined
+              : { at: row.dead_lettered_at, attempts: row.attempts, lastError: row.last_error ?? "" }
         }))
     )
 
@@ -241,7 +369,9 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     insertNewFormulas,
     findIdsByFingerprints,
     existingOutboxMessages,
-    markDelivered,
+    settleProcessed,
+    settleDeadLettered,
+    markRedriven,
     markPurged,
     selectUnsettled,
     selectLastUnsettled,

@@ -7,6 +7,7 @@
  * cannot both win: the unique index serialises them.
  */
 import { PgClient } from "@effect/sql-pg"
+import { randomUUID } from "node:crypto"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"
 import { GroupCommitLingerMs, GroupCommitMaxBatch, GroupCommitWorkers } from "../Settings.ts"
 import {
@@ -21,11 +22,13 @@ import {
   makeFormulaSql,
   type MaterialRow,
   type NewFormulaRow,
-  type OutboxPosition
+  type OutboxEvent,
+  type OutboxPosition,
+  type SettleOutcome
 } from "./FormulaSql.ts"
 import * as GroupCommit from "./GroupCommit.ts"
 
-export type { FormulaRow, MaterialRow, OutboxPosition }
+export type { FormulaRow, MaterialRow, OutboxPosition, SettleOutcome }
 
 export { DatabaseUnavailable }
 
@@ -38,6 +41,22 @@ export type InsertOutcome =
 /** An unsettled message, with its place in the outbox (a cursor for the next page). */
 export interface UnsettledMessage extends OutboxPosition {
   readonly body: unknown
+  /** Set when it is a dead letter: listed, not delivered, until redriven or purged. */
+  readonly deadLettered: { readonly at: Date; readonly attempts: number; readonly lastError: string } | undefined
+}
+
+export interface ProcessedMessage {
+  readonly messageId: string
+  readonly attempts: number
+  /** The result's JSON text (MessageResult.encodeResult); null for none. */
+  readonly resultText: string | null
+}
+
+export interface DeadLetteredMessage {
+  readonly messageId: string
+  readonly attempts: number
+  readonly lastError: string
+  readonly deadLetteredAt: Date
 }
 
 export interface Page {
@@ -69,8 +88,16 @@ export class FormulaStore extends Context.Service<
       readonly beforeSeq: string | undefined
     }): Effect.Effect<Page, DatabaseUnavailable>
     readonly ping: Effect.Effect<void, DatabaseUnavailable>
-    /** Records that a consumer acknowledged the message. */
-    markDelivered(messageId: string): Effect.Effect<void, DatabaseUnavailable>
+    /**
+     * Records that a consumer acknowledged the message, with its result and
+     * the `formula.processed` event, in one transaction. Idempotent: only the
+     * first call changes anything (the first result wins).
+     */
+    settleProcessed(message: ProcessedMessage): Effect.Effect<SettleOutcome, DatabaseUnavailable>
+    /** Records a dead-lettering and its `formula.dead_lettered` event, in one transaction. Idempotent. */
+    settleDeadLettered(letter: DeadLetteredMessage): Effect.Effect<SettleOutcome, DatabaseUnavailable>
+    /** Records that these dead letters were redriven: pending again. */
+    markRedriven(messageIds: ReadonlyArray<string>): Effect.Effect<void, DatabaseUnavailable>
     /** Records that an operator purged these dead letters. */
     markPurged(messageIds: ReadonlyArray<string>): Effect.Effect<void, DatabaseUnavailable>
     /**
@@ -111,7 +138,12 @@ export class FormulaStore extends Context.Service<
             createdAt: formula.createdAt,
             materials: formula.materials,
             messageId: formula.message.id,
-            deliveredAt: null
+            deliveredAt: null,
+            result: null,
+            attempts: 0,
+            deadLetteredAt: null,
+            lastError: null,
+            purgedAt: null
           }
         })
 
@@ -232,11 +264,47 @@ export class FormulaStore extends Context.Service<
 
         const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
 
-        const markDelivered = (messageId: string) =>
-          Effect.flatMap(now, (at) => q.markDelivered(messageId, at)).pipe(
-            unavailableOnFailure,
-            Effect.withSpan("FormulaStore.markDelivered")
-          )
+        // Not retried on a lost connection, unlike insert: the caller (an ack,
+        // the dead-letter persister) tries again, and the statements are idempotent.
+        // A message id that is not a UUID names no outbox row (a message someone
+        // published to the queue directly): nothing to settle, and it must not
+        // reach a uuid-typed comparison.
+        const unchanged = Effect.succeed<SettleOutcome>({ changed: false, deliveries: 0 })
+
+        const settleProcessed = (message: ProcessedMessage) =>
+          !uuidPattern.test(message.messageId)
+            ? unchanged
+            : Effect.flatMap(now, (at) =>
+                q.settleProcessed(
+                  message,
+                  outboxEvent(
+                    "formula.processed",
+                    at,
+                    `,"messageId":${JSON.stringify(message.messageId)},"result":${message.resultText ?? "null"}}}`
+                  ),
+                  at
+                )
+              ).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.settleProcessed"))
+
+        const settleDeadLettered = (letter: DeadLetteredMessage) =>
+          !uuidPattern.test(letter.messageId)
+            ? unchanged
+            : Effect.flatMap(now, (at) =>
+                q.settleDeadLettered(
+                  letter,
+                  outboxEvent(
+                    "formula.dead_lettered",
+                    letter.deadLetteredAt,
+                    `,"messageId":${JSON.stringify(letter.messageId)},"attempts":${letter.attempts},"lastError":${JSON.stringify(letter.lastError)}}}`
+                  ),
+                  at
+                )
+              ).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.settleDeadLettered"))
+
+        const markRedriven = (messageIds: ReadonlyArray<string>) =>
+          q
+            .markRedriven(messageIds.filter((id) => uuidPattern.test(id)))
+            .pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.markRedriven"))
 
         const markPurged = (messageIds: ReadonlyArray<string>) =>
           Effect.flatMap(now, (at) => q.markPurged(messageIds, at)).pipe(
@@ -265,7 +333,9 @@ export class FormulaStore extends Context.Service<
           findById,
           page,
           ping,
-          markDelivered,
+          settleProcessed,
+          settleDeadLettered,
+          markRedriven,
           markPurged,
           unsettledMessages,
           lastUnsettled,
@@ -283,5 +353,17 @@ export class FormulaStore extends Context.Service<
     Effect.map(GroupCommitConfig, (settings) => FormulaStore.layerWith(settings))
   )
 }
+
+/**
+ * An event about a formula, its body text split around the formula id (which
+ * the statement reads from the outbox row): exactly
+ * `{"type":…,"timestamp":…,"data":{"formulaId":…<dataRest>`.
+ */
+const outboxEvent = (type: OutboxEvent["type"], timestamp: Date, dataRest: string): OutboxEvent => ({
+  id: "evt_" + randomUUID().replaceAll("-", ""),
+  type,
+  bodyBeforeFormulaId: `{"type":${JSON.stringify(type)},"timestamp":${JSON.stringify(timestamp.toISOString())},"data":{"formulaId":`,
+  bodyAfterFormulaId: dataRest
+})
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i

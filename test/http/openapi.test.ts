@@ -84,7 +84,7 @@ const contract: Record<string, ReadonlyArray<number>> = {
   "GET /formulas": [200, 400, 503],
   "GET /formulas/{id}": [200, 404, 503],
   "POST /queue/receive": [200, 400, 413, 415],
-  "POST /queue/ack": [204, 400, 409, 413, 415],
+  "POST /queue/ack": [204, 400, 409, 413, 415, 503],
   "POST /queue/nack": [204, 400, 409, 413, 415],
   "POST /queue/extend": [204, 400, 409, 413, 415],
   "GET /queue/stats": [200],
@@ -339,6 +339,13 @@ for (const database of testDatabases) {
             assert.strictEqual(second.attempt, 2)
             // With a field the API does not know: ignored, as the document says (it does not forbid it).
             yield* call("POST /queue/ack", { body: { receipt: second.receipt, consumer: "classifier-1" } })
+            const processed = (yield* request("GET", `/formulas/${created.id}`)).json
+            assert.strictEqual(processed.message.status, "processed")
+            assert.deepStrictEqual(
+              processed.message.result,
+              (firstExample(byName("POST /queue/ack").operation.requestBody?.content) as any).result,
+              "the documented ack's result is stored and shown on the formula"
+            )
 
             yield* call("GET /queue/stats")
             yield* call("GET /queue/dead-letters")

@@ -5,7 +5,8 @@
  * - an outbox backlog larger than the queue's capacity is delivered, every
  *   message exactly once, as a consumer makes room — without the relay's
  *   interval ever passing (the TestClock never moves);
- * - a purged dead letter stays purged; one not purged comes back.
+ * - a dead letter comes back as a dead letter (not delivered); a purged one
+ *   stays purged; a redriven one is delivered again.
  *
  * Fibers are ordered by hand-offs only: a consumer long-polls (its wait is on
  * the TestClock, so only a message ends it). The live clock bounds a test
@@ -140,7 +141,7 @@ for (const database of reusableDatabases) {
     )
 
     it.effect(
-      "a purged dead letter stays purged after a restart; a dead letter not purged comes back — protects settling purged messages in the outbox (onPurge → markPurged)",
+      "dead letters survive a restart as dead letters, with their attempts and last error, and are not delivered; a purged one stays purged; a redriven one is delivered after the next restart — protects persisting dead-lettering, redrive and purge (onDeadLetter, onRedrive, onPurge → outbox) and their recovery (OutboxRelay)",
       () =>
         Effect.gen(function* () {
           const { open } = yield* database.place
@@ -154,6 +155,7 @@ for (const database of reusableDatabases) {
               assert.strictEqual(deliveries.length, 2)
               for (const delivery of deliveries) yield* queue.nack(delivery.receipt, { error: "poison" })
               assert.strictEqual((yield* queue.stats).deadLettered, 2, "one attempt each: both dead-lettered")
+              yield* queue.awaitPersisted
               assert.strictEqual(yield* queue.purge({ messageIds: [purged!] }), 1)
               return [purged!, kept!] as const
             })
@@ -165,13 +167,67 @@ for (const database of reusableDatabases) {
             Effect.gen(function* () {
               const queue = yield* MessageQueue
               const stats = yield* queue.stats
-              assert.strictEqual(stats.deadLettered, 0)
-              assert.strictEqual(stats.ready, 1, "only the dead letter that was not purged is recovered")
+              assert.strictEqual(stats.deadLettered, 1, "the dead letter not purged is a dead letter again")
+              assert.strictEqual(stats.size, 0, "nothing to deliver")
+              const [letter] = yield* queue.deadLetters
+              assert.deepInclude(letter, { messageId: kept, attempts: 1, lastError: "poison" })
+              assert.notStrictEqual(letter!.messageId, purged, `the purged message ${purged} does not come back`)
+              assert.deepStrictEqual(yield* queue.receive({ max: 10 }), [])
+              assert.strictEqual(yield* queue.redrive(), 1)
+              // Not received: the redrive must bring it back at the next start on its own.
+            })
+          )
+
+          yield* lifetime(
+            open,
+            settings(10, 1),
+            Effect.gen(function* () {
+              const queue = yield* MessageQueue
+              assert.strictEqual((yield* queue.stats).deadLettered, 0)
               const deliveries = yield* queue.receive({ max: 10 })
               assert.deepStrictEqual(
                 deliveries.map((delivery) => delivery.messageId),
                 [kept],
-                `the purged message ${purged} does not come back`
+                "the redriven message is pending again"
+              )
+            })
+          )
+        }).pipe(Effect.scoped),
+      timeout
+    )
+
+    it.effect(
+      "a dead-lettering not yet persisted when the process stops is recovered as ready (no event): consistent — protects the dead-letter statement being all or nothing",
+      () =>
+        Effect.gen(function* () {
+          const { open } = yield* database.place
+          const [messageId] = yield* lifetime(open, settings(10, 1), submitMany(1))
+          yield* lifetime(
+            open,
+            settings(10, 1),
+            Effect.gen(function* () {
+              const queue = yield* MessageQueue
+              const sql = yield* PgClient.PgClient
+              // The outbox refuses the dead-lettering for this lifetime: it cannot commit.
+              yield* sql`ALTER TABLE outbox ADD CONSTRAINT no_dead_letters CHECK (dead_lettered_at IS NULL) NOT VALID`
+              const [delivery] = yield* queue.receive()
+              yield* queue.nack(delivery!.receipt, { error: "poison" })
+              assert.strictEqual((yield* queue.stats).deadLettered, 1)
+            })
+          )
+          yield* lifetime(
+            open,
+            settings(10, 1),
+            Effect.gen(function* () {
+              const sql = yield* PgClient.PgClient
+              yield* sql`ALTER TABLE outbox DROP CONSTRAINT no_dead_letters`
+              const events = yield* sql<{ readonly count: number }>`SELECT count(*)::int AS count FROM webhook_events`
+              assert.strictEqual(events[0]!.count, 0)
+              const queue = yield* MessageQueue
+              const deliveries = yield* queue.receive({ max: 10 })
+              assert.deepStrictEqual(
+                deliveries.map((delivery) => delivery.messageId),
+                [messageId]
               )
             })
           )

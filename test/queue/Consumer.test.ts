@@ -48,6 +48,48 @@ describe("consume", () => {
     }).pipe(withQueue())
   )
 
+  it.effect(
+    "the handler's value is the ack's result (undefined: none); an ack that cannot be recorded leaves the message in flight and the worker going",
+    () => {
+      const results: Array<[string, unknown]> = []
+      let refuse = true
+      return Effect.gen(function* () {
+        const queue = yield* MessageQueue
+        yield* startConsumer(
+          (delivery) => Effect.succeed(delivery.messageId === "none" ? undefined : { class: delivery.messageId }),
+          { concurrency: 1, visibilityTimeout: 1_000 }
+        )
+        yield* queue.publish(msg("refused"))
+        yield* eventually((s) => s.inFlight === 1 && results.length === 1)
+        assert.strictEqual((yield* queue.stats).totals.acked, 0, "not recorded: not acked")
+        // Redelivered at its deadline, processed again, recorded this time.
+        yield* TestClock.adjust(1_000)
+        yield* eventually((s) => s.totals.acked === 1)
+        yield* queue.publish(msg("parfum"))
+        yield* queue.publish(msg("none"))
+        yield* eventually((s) => s.totals.acked === 3)
+        assert.deepStrictEqual(results, [
+          ["refused", { class: "refused" }],
+          ["refused", { class: "refused" }],
+          ["parfum", { class: "parfum" }],
+          ["none", undefined]
+        ])
+      }).pipe(
+        withQueue({
+          onAck: (ack) =>
+            Effect.suspend(() => {
+              results.push([ack.messageId, ack.result])
+              if (refuse) {
+                refuse = false
+                return Effect.fail(new Error("database unavailable"))
+              }
+              return Effect.void
+            })
+        })
+      )
+    }
+  )
+
   it.effect("runs at most `concurrency` handlers at once", () =>
     Effect.gen(function* () {
       const queue = yield* MessageQueue
