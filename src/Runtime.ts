@@ -23,6 +23,7 @@ import { MessageQueue, type MessageQueueOptions } from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
 import { FormulaStore, type GroupCommitSettings } from "./store/FormulaStore.ts"
 import { databaseChoice, type Settings } from "./Settings.ts"
+import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
 
 export type RuntimeServices =
   | FormulaIntake
@@ -31,6 +32,7 @@ export type RuntimeServices =
   | FingerprintCache
   | IdempotencyKeys
   | OutboxRelay
+  | DeliverySignal
 
 /** Acked messages settle their outbox row; purged dead letters too. */
 const settleHooks = {
@@ -75,7 +77,7 @@ export const layerWith = <E, R>(
   return FormulaIntake.layerNoDeps.pipe(
     Layer.provideMerge(relay),
     Layer.provideMerge(Layer.mergeAll(queue, cache)),
-    Layer.provideMerge(Layer.mergeAll(store, keys)),
+    Layer.provideMerge(Layer.mergeAll(store, keys, DeliverySignal.layer)),
     Layer.provide(database)
   )
 }
