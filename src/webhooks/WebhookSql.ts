@@ -95,9 +95,9 @@ const toDeliveryRow = (row: DeliverySelectRow): DeliveryRow => {
     status: row.status,
     createdAt: row.created_at,
     nextAttemptAt: row.next_attempt_at,
-    attempts: (attempts as ReadonlyArray<{ at: string; durationMs: number; status: number | null; error: string | null }>).map(
-      (attempt) => ({ ...attempt, at: new Date(attempt.at) })
-    )
+    attempts: (
+      attempts as ReadonlyArray<{ at: string; durationMs: number; status: number | null; error: string | null }>
+    ).map((attempt) => ({ ...attempt, at: new Date(attempt.at) }))
   }
 }
 
