@@ -140,26 +140,38 @@ const lookupAll = (host: string): Effect.Effect<ReadonlyArray<ResolvedAddress>, 
     })
   )
 
+/** Every address of a name (`dns.lookup`'s, or a test's). */
+export type Lookup = (host: string) => Effect.Effect<ReadonlyArray<ResolvedAddress>, HostUnresolvable>
+
+/** `resolveAllowed` with its own lookup (tests give a name several addresses). */
+export const resolveAllowedWith =
+  (lookup: Lookup) =>
+  (
+    host: string,
+    options: { readonly allowPrivateNetworks: boolean }
+  ): Effect.Effect<ResolvedAddress, AddressRefused | HostUnresolvable> =>
+    Effect.gen(function* () {
+      const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host
+      const family = Net.isIP(bare)
+      const addresses: ReadonlyArray<ResolvedAddress> =
+        family === 0 ? yield* lookup(bare) : [{ address: bare, family: family === 6 ? 6 : 4 }]
+      if (addresses.length === 0) return yield* new HostUnresolvable({ host, reason: "no addresses" })
+      if (!options.allowPrivateNetworks) {
+        // Every address, not only the one returned: a client picking another one must not reach a refused one.
+        for (const { address } of addresses) {
+          const reason = refusalReason(address)
+          if (reason !== undefined) return yield* new AddressRefused({ host, address, reason })
+        }
+      }
+      return addresses[0]!
+    })
+
 /**
  * Resolves `host` (a name, an IPv4 address, or an IPv6 address, bracketed as
  * in a URL or not) to every address it has; fails if any of them is refused,
  * otherwise answers the first: the address to connect to.
  */
-export const resolveAllowed = (
+export const resolveAllowed: (
   host: string,
   options: { readonly allowPrivateNetworks: boolean }
-): Effect.Effect<ResolvedAddress, AddressRefused | HostUnresolvable> =>
-  Effect.gen(function* () {
-    const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host
-    const family = Net.isIP(bare)
-    const addresses: ReadonlyArray<ResolvedAddress> =
-      family === 0 ? yield* lookupAll(bare) : [{ address: bare, family: family === 6 ? 6 : 4 }]
-    if (addresses.length === 0) return yield* new HostUnresolvable({ host, reason: "no addresses" })
-    if (!options.allowPrivateNetworks) {
-      for (const { address } of addresses) {
-        const reason = refusalReason(address)
-        if (reason !== undefined) return yield* new AddressRefused({ host, address, reason })
-      }
-    }
-    return addresses[0]!
-  })
+) => Effect.Effect<ResolvedAddress, AddressRefused | HostUnresolvable> = resolveAllowedWith(lookupAll)

@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
-import { refusalReason, resolveAllowed } from "../../src/webhooks/SsrfGuard.ts"
+import { refusalReason, resolveAllowed, resolveAllowedWith } from "../../src/webhooks/SsrfGuard.ts"
 
 /** address → why it is refused, or undefined for a public address. */
 const table: ReadonlyArray<readonly [string, string | undefined]> = [
@@ -114,6 +114,27 @@ describe("SsrfGuard", () => {
           address: "2001:4860:4860::8888",
           family: 6
         })
+      })
+    )
+
+    it.effect("a name is refused if ANY of its addresses is, and answers the first when all are allowed", () =>
+      Effect.gen(function* () {
+        const resolving =
+          (...addresses: Array<string>) =>
+          () =>
+            Effect.succeed(addresses.map((address) => ({ address, family: address.includes(":") ? 6 : 4 }) as const))
+        const mixed = yield* Effect.flip(
+          resolveAllowedWith(resolving("8.8.8.8", "10.0.0.1"))("rebind.example", refused)
+        )
+        assert.deepInclude(mixed, { _tag: "AddressRefused", address: "10.0.0.1", reason: "private (RFC 1918)" })
+        const mapped = yield* Effect.flip(
+          resolveAllowedWith(resolving("2001:4860:4860::8888", "::ffff:169.254.169.254"))("rebind.example", refused)
+        )
+        assert.deepInclude(mapped, { _tag: "AddressRefused", address: "::ffff:169.254.169.254" })
+        const publicOnly = yield* resolveAllowedWith(resolving("1.1.1.1", "8.8.8.8"))("public.example", refused)
+        assert.deepStrictEqual(publicOnly, { address: "1.1.1.1", family: 4 })
+        const none = yield* Effect.flip(resolveAllowedWith(resolving())("empty.example", refused))
+        assert.strictEqual(none._tag, "HostUnresolvable")
       })
     )
 
