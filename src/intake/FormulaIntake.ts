@@ -184,7 +184,9 @@ export class FormulaIntake extends Context.Service<
         Effect.suspend(() => {
           const print = fingerprint(formula)
           const known = cache.get(print)
-          return known === undefined ? write(formula, print, options?.clientId) : Effect.succeed(duplicate(known, print))
+          return known === undefined
+            ? write(formula, print, options?.clientId)
+            : Effect.succeed(duplicate(known, print))
         })
 
       const submitDecoded = (formula: Formula, options?: SubmitOptions) =>
