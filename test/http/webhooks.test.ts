@@ -12,7 +12,8 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer } from "effect"
+import { DeliverySignal } from "../../src/webhooks/DeliverySignal.ts"
 import { assertCreated, assertDuplicateOf, assertProblem, summerBreeze, uniqueTag } from "../support/Formulas.ts"
 import { testDatabases } from "../support/Databases.ts"
 import { type JsonResponse, request, testServer } from "../support/TestServer.ts"
@@ -508,6 +509,66 @@ for (const database of testDatabases) {
               404,
               "webhook-delivery-not-found"
             )
+          })
+      )
+    })
+
+    // A server of its own: nothing has woken its dispatcher signal before the test does.
+    const quietDb = database.layer()
+    const quietServer = testServer(quietDb, { runtime: { webhookAllowPrivateNetworks: true } }).pipe(
+      Layer.provideMerge(quietDb)
+    )
+    layer(quietServer, { excludeTestServices: true })((it) => {
+      it.effect(
+        "the dispatcher is woken after a commit that wrote deliveries: a submission, a test event, a retry",
+        () =>
+          Effect.gen(function* () {
+            const signal = yield* DeliverySignal
+            /** Waits for the next wake-up; fails (rather than hanging the suite) if none comes. */
+            const woken = (what: string) =>
+              Effect.gen(function* () {
+                const fiber = yield* Effect.forkChild(signal.waitForWake)
+                return Fiber.join(fiber).pipe(
+                  Effect.timeoutOrElse({
+                    duration: "10 seconds",
+                    orElse: () => Effect.die(new Error(`no wake-up after ${what}`))
+                  })
+                )
+              })
+            const client = newClient()
+            const endpoint = yield* registered(client)
+            // Registering writes no delivery: whoever waits is still waiting after a few hand-offs.
+            const waiting = yield* Effect.forkChild(signal.waitForWake)
+            yield* Effect.yieldNow
+            yield* Effect.yieldNow
+            assert.isUndefined(waiting.pollUnsafe(), "no wake-up without deliveries")
+
+            assertCreated(yield* submit(client, summerBreeze(uniqueTag())))
+            yield* Fiber.join(waiting).pipe(
+              Effect.timeoutOrElse({
+                duration: "10 seconds",
+                orElse: () => Effect.die(new Error("no wake-up after a submission with a delivery"))
+              })
+            )
+
+            const afterTest = yield* woken("a test event")
+            assert.strictEqual(
+              (yield* request("POST", `/webhooks/${endpoint.id}/test`, { headers: as(client) })).status,
+              202
+            )
+            yield* afterTest
+
+            const db = yield* sql
+            const [delivery] = yield* db<{ id: string }>`
+              UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL
+               WHERE id = (SELECT id FROM webhook_deliveries WHERE endpoint_id = ${endpoint.id} LIMIT 1)
+              RETURNING id::text AS id`
+            const afterRetry = yield* woken("a retry")
+            const retried = yield* request("POST", `/webhooks/${endpoint.id}/deliveries/${delivery!.id}/retry`, {
+              headers: as(client)
+            })
+            assert.strictEqual(retried.status, 202)
+            yield* afterRetry
           })
       )
     })
