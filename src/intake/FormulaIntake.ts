@@ -6,9 +6,10 @@
  *
  *   decode → fingerprint → cache (known make-up? → Duplicate, nothing else touched)
  *     → reserve a queue slot (full? → QueueFull, nothing stored)
- *     → one statement, so one transaction { formula ON CONFLICT DO NOTHING, materials, outbox row }
+ *     → one statement, so one transaction { formula ON CONFLICT DO NOTHING, materials, outbox row
+ *       (+ with X-Client-Id: its formula.created webhook event and deliveries, if the client has endpoints) }
  *       (group-committed with concurrent submissions: FormulaStore, GroupCommit)
- *     → created: commit the reservation (the message becomes receivable)
+ *     → created: commit the reservation (the message becomes receivable); wake the webhook dispatcher
  *       duplicate or any failure: abort it (no message)
  *
  * So a consumer never receives a message whose formula is not committed, and
@@ -172,7 +173,7 @@ export class FormulaIntake extends Context.Service<
         count.created()
         // Committed: the dispatcher may send the first attempts now rather than at its next poll.
         if (outcome.webhookDeliveries > 0) signal.wake()
-        return { _tag: "Created", formula: outcome.formula } satisfies SubmitOutcome
+        return outcome
       })
 
       // A known make-up is answered here: no database, no queue. (Suspended, so that building the
