@@ -67,10 +67,14 @@ const Events = Schema.Array(WebhookEvent)
 
 const Url = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(2048)).annotate({
   description:
-    "http or https, at most 2048 characters, no user name or password; its host must not resolve to a loopback, private, link-local or otherwise internal address"
+    "http or https, at most 2048 characters, no user name or password; its host must not resolve to a loopback, private, link-local or otherwise internal address. Stored as the URL parser normalizes it."
 })
 
-const Description = Schema.String.check(Schema.isMaxLength(1000))
+// NUL is the one character PostgreSQL text cannot hold: refused here rather than failing the insert.
+const Description = Schema.String.check(
+  Schema.isMaxLength(1000),
+  Schema.isPattern(/^[^\u0000]*$/, { message: "must not contain NUL characters" })
+)
 
 export const CreateWebhookRequest = Schema.Struct({
   url: Url,

@@ -105,8 +105,12 @@ export class WebhookEndpoints extends Context.Service<
         const signal = yield* DeliverySignal
         const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
 
-        /** A URL we may send to: http(s), no credentials, a host whose every address the SSRF guard allows. */
-        const checkUrl = (raw: string): Effect.Effect<void, UrlNotAllowed> =>
+        /**
+         * A URL we may send to: http(s), no credentials, a host whose every
+         * address the SSRF guard allows. Answers it as the URL parser writes it
+         * (what is stored and sent to is what was checked).
+         */
+        const checkUrl = (raw: string): Effect.Effect<string, UrlNotAllowed> =>
           Effect.gen(function* () {
             if (raw.length > maxUrlLength) {
               return yield* new UrlNotAllowed({ reason: `must be at most ${maxUrlLength} characters` })
@@ -133,6 +137,10 @@ export class WebhookEndpoints extends Context.Service<
                   )
               })
             )
+            if (url.href.length > maxUrlLength) {
+              return yield* new UrlNotAllowed({ reason: `must be at most ${maxUrlLength} characters once normalized` })
+            }
+            return url.href
           })
 
         // Ids are UUIDs; anything else names nothing (and must not reach a uuid-typed comparison).
@@ -143,13 +151,13 @@ export class WebhookEndpoints extends Context.Service<
           Array.from(new Set(events ?? subscribableEvents))
 
         const create = Effect.fn("WebhookEndpoints.create")(function* (clientId: string, endpoint: NewEndpoint) {
-          yield* checkUrl(endpoint.url)
+          const url = yield* checkUrl(endpoint.url)
           const secret = newSecret()
           const row = yield* q
             .insertEndpoint({
               id: yield* newId,
               clientId,
-              url: endpoint.url,
+              url,
               events: uniqueEvents(endpoint.events),
               description: endpoint.description ?? null,
               secret,
@@ -173,12 +181,12 @@ export class WebhookEndpoints extends Context.Service<
           patch: EndpointPatch
         ) {
           const key = yield* ensureId(id)
-          if (patch.url !== undefined) yield* checkUrl(patch.url)
+          const url = patch.url === undefined ? undefined : yield* checkUrl(patch.url)
           const row = yield* q
             .updateEndpoint(
               clientId,
               key,
-              { ...patch, events: patch.events === undefined ? undefined : uniqueEvents(patch.events) },
+              { ...patch, url, events: patch.events === undefined ? undefined : uniqueEvents(patch.events) },
               yield* now
             )
             .pipe(unavailableOnFailure)

@@ -260,6 +260,7 @@ for (const database of testDatabases) {
             [{ url: "http://no-such-host.invalid/" }, "/body/url", /does not resolve/],
             [{ url: "http://127.0.0.1/", events: ["formula.eaten"] }, "/body/events/0", /./],
             [{ url: "http://127.0.0.1/", events: [] }, "/body/events", /./],
+            [{ url: "http://127.0.0.1/", description: "a\u0000b" }, "/body/description", /NUL/],
             [{}, "/body/url", /required/]
           ]
           for (const [body, path, message] of bad) {
@@ -277,6 +278,9 @@ for (const database of testDatabases) {
             body: { url: "gopher://127.0.0.1/" }
           })
           assertInvalidAt(patched, "/body/url")
+          // Stored as normalized (what the guard checked), a NUL in the path percent-encoded.
+          const normalized = yield* registered(client, { url: "HTTP://127.0.0.1:80/a b/\u0000x" })
+          assert.strictEqual((normalized as unknown as { url: string }).url, "http://127.0.0.1/a%20b/%00x")
           // Duplicate event names are stored once.
           const twice = yield* registered(client, { events: ["formula.created", "formula.created"] })
           assert.deepStrictEqual(twice.events, ["formula.created"])
