@@ -220,12 +220,20 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
         ), messages AS (
           INSERT INTO outbox (message_id, formula_id, body)
           SELECT input.message_id, input.id, input.body FROM input JOIN inserted ON inserted.id = input.id
+        ), endpoints AS (
+          -- Locked (KEY SHARE: it blocks only a delete) so an endpoint deleted by a transaction still in
+          -- flight is waited for and then skipped, not referenced by a delivery whose foreign key then fails
+          -- the whole statement.
+          SELECT e.id, e.client_id FROM webhook_endpoints e
+           WHERE e.client_id IN (SELECT client_id FROM input WHERE event_id IS NOT NULL)
+             AND e.enabled AND 'formula.created' = ANY (e.events)
+             FOR KEY SHARE
         ), subscribed AS (
           SELECT input.id AS formula_id, input.event_id, input.created_at, e.id AS endpoint_id
             FROM input
             JOIN inserted ON inserted.id = input.id
-            JOIN webhook_endpoints e ON e.client_id = input.client_id
-           WHERE input.event_id IS NOT NULL AND e.enabled AND 'formula.created' = ANY (e.events)
+            JOIN endpoints e ON e.client_id = input.client_id
+           WHERE input.event_id IS NOT NULL
         ), events AS (
           INSERT INTO webhook_events (id, client_id, type, body, created_at)
           SELECT input.event_id, input.client_id, 'formula.created', input.event_body, input.created_at

@@ -12,7 +12,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Fiber, Layer } from "effect"
+import { Deferred, Effect, Fiber, Layer } from "effect"
 import { DeliverySignal } from "../../src/webhooks/DeliverySignal.ts"
 import { assertCreated, assertDuplicateOf, assertProblem, summerBreeze, uniqueTag } from "../support/Formulas.ts"
 import { testDatabases } from "../support/Databases.ts"
@@ -374,6 +374,45 @@ for (const database of testDatabases) {
           }
         })
       )
+
+      if (database.name === "postgres") {
+        it.effect(
+          "an endpoint deleted while a submission writes its delivery: the submission still succeeds, without that delivery",
+          () =>
+            Effect.gen(function* () {
+              const client = newClient()
+              const endpoint = yield* registered(client, { events: ["formula.created"] })
+              const db = yield* sql
+              const deleting = yield* Deferred.make<void>()
+              // Outside the deleting transaction (forked before it): waits until the submission waits on its lock
+              // (pg_stat_activity shows the statement's first 1024 bytes: its opening is what can be matched).
+              const submissionWaits = yield* Effect.forkChild(
+                Effect.gen(function* () {
+                  yield* Deferred.await(deleting)
+                  while (true) {
+                    const waiting = yield* db`
+                      SELECT 1 FROM pg_stat_activity
+                       WHERE datname = current_database() AND wait_event_type = 'Lock'
+                         AND query LIKE '%WITH input AS%'`
+                    if (waiting.length > 0) return
+                    yield* Effect.sleep("10 millis")
+                  }
+                })
+              )
+              const submitting = yield* db.withTransaction(
+                Effect.gen(function* () {
+                  yield* db`DELETE FROM webhook_endpoints WHERE id = ${endpoint.id}`
+                  const fiber = yield* Effect.forkChild(submit(client, summerBreeze(uniqueTag())))
+                  yield* Deferred.succeed(deleting, undefined)
+                  yield* Fiber.join(submissionWaits)
+                  return fiber
+                })
+              )
+              const formula = assertCreated(yield* Fiber.join(submitting))
+              assert.lengthOf(yield* eventsOf(formula.id), 0, "no endpoint left, so no event")
+            })
+        )
+      }
 
       it.effect("the test event: one webhook.test delivery to that endpoint, whatever it subscribed to", () =>
         Effect.gen(function* () {
