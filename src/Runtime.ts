@@ -11,6 +11,8 @@
  *                OutboxRelay (start-up recovery, backlog, uncertain outcomes)
  *                           ▼
  *                     FormulaIntake
+ *
+ *   WebhookEndpoints (the endpoint API) and FormulaIntake wake DeliverySignal after writing deliveries.
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
@@ -31,6 +33,7 @@ import * as Database from "./store/Database.ts"
 import { FormulaStore, type GroupCommitSettings, type SettleOutcome } from "./store/FormulaStore.ts"
 import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
 import { databaseChoice, type Settings } from "./Settings.ts"
+import { WebhookEndpoints } from "./webhooks/WebhookEndpoints.ts"
 
 export type RuntimeServices =
   | FormulaIntake
@@ -40,6 +43,7 @@ export type RuntimeServices =
   | IdempotencyKeys
   | OutboxRelay
   | DeliverySignal
+  | WebhookEndpoints
 
 /**
  * The queue's hooks into the outbox: an ack settles its row with the result
@@ -92,6 +96,8 @@ export interface RuntimeOptions {
   readonly groupCommit?: GroupCommitSettings | undefined
   /** How long Idempotency-Keys are kept; default: from IDEMPOTENCY_KEY_TTL_HOURS (24 h). */
   readonly idempotencyKeyTtl?: Duration.Input | undefined
+  /** Webhook endpoints may resolve to private addresses; default: from WEBHOOK_ALLOW_PRIVATE_NETWORKS (false). */
+  readonly webhookAllowPrivateNetworks?: boolean | undefined
 }
 
 /** The runtime on a given (migrated) database. */
@@ -115,9 +121,13 @@ export const layerWith = <E, R>(
     options.idempotencyKeyTtl === undefined
       ? IdempotencyKeys.layerNoDeps
       : IdempotencyKeys.layerWith({ ttl: options.idempotencyKeyTtl })
+  const webhooks =
+    options.webhookAllowPrivateNetworks === undefined
+      ? WebhookEndpoints.layerNoDeps
+      : WebhookEndpoints.layerWith({ allowPrivateNetworks: options.webhookAllowPrivateNetworks })
   return FormulaIntake.layerNoDeps.pipe(
     Layer.provideMerge(relay),
-    Layer.provideMerge(Layer.mergeAll(queue, cache)),
+    Layer.provideMerge(Layer.mergeAll(queue, cache, webhooks)),
     Layer.provideMerge(Layer.mergeAll(store, keys, DeliverySignal.layer)),
     Layer.provide(database)
   )
@@ -141,5 +151,6 @@ export const layerFromSettings = (settings: Settings) =>
       linger: settings.groupCommitLingerMs,
       workers: settings.groupCommitWorkers
     },
-    idempotencyKeyTtl: Duration.hours(settings.idempotencyKeyTtlHours)
+    idempotencyKeyTtl: Duration.hours(settings.idempotencyKeyTtlHours),
+    webhookAllowPrivateNetworks: settings.webhookAllowPrivateNetworks
   })

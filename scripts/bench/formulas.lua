@@ -1,12 +1,13 @@
 -- wrk script for scripts/bench.ts: POST /formulas with varying bodies, status
 -- counts and a JSON summary line.
 --
---   wrk -t1 -c16 -d6s -s scripts/bench/formulas.lua http://127.0.0.1:PORT -- unique TAG
+--   wrk -t1 -c16 -d6s -s scripts/bench/formulas.lua http://127.0.0.1:PORT -- unique TAG [CLIENT]
 --   wrk -t1 -c16 -d6s -s scripts/bench/formulas.lua http://127.0.0.1:PORT -- fixed FILE [replay]
 --
 -- unique: every request is a new material make-up. The first material's name
 --   carries TAG, the thread number and a per-thread counter, so no two requests
---   of a run (or of two runs with different TAGs) share a fingerprint.
+--   of a run (or of two runs with different TAGs) share a fingerprint. With
+--   CLIENT, every request carries `X-Client-Id: CLIENT` (webhook events).
 -- fixed:  FILE holds one request per line, `KEY<TAB>BODY` (KEY empty for none);
 --   requests are formatted once in init() and sent round-robin, each thread
 --   starting at its own offset. `replay` also counts responses carrying
@@ -38,6 +39,7 @@ function init(args)
   mode = args[1]
   if mode == "unique" then
     tag = args[2]
+    if args[3] ~= nil then unique_headers["X-Client-Id"] = args[3] end
   elseif mode == "fixed" then
     fixed = {}
     for line in io.lines(args[2]) do

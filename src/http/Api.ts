@@ -4,6 +4,7 @@ import { FormulasApi, FormulasServedApi } from "./FormulasApi.ts"
 import { QueueApi } from "./QueueApi.ts"
 import { RequestProblems } from "./RequestProblems.ts"
 import { SystemApi, SystemServedApi } from "./SystemApi.ts"
+import { WebhooksApi } from "./WebhooksApi.ts"
 
 /** Removes `additionalProperties: false` from `schema` and the schemas written inside it (not behind a `$ref`). */
 const allowUnknownFields = (schema: unknown): void => {
@@ -48,6 +49,7 @@ const everyProblem = { errors: "all" } as const
 export class Api extends HttpApi.make("formula-intake")
   .add(FormulasApi)
   .add(QueueApi)
+  .add(WebhooksApi)
   .add(SystemApi)
   .middleware(RequestProblems)
   .annotate(HttpApi.ParseOptions, everyProblem)
@@ -61,6 +63,7 @@ export class Api extends HttpApi.make("formula-intake")
 export class ServedApi extends HttpApi.make("formula-intake")
   .add(FormulasServedApi)
   .add(QueueApi)
+  .add(WebhooksApi)
   .add(SystemServedApi)
   .middleware(RequestProblems)
   .annotate(HttpApi.ParseOptions, everyProblem)

@@ -144,7 +144,10 @@ const submit = HttpApiEndpoint.post("submit", "/formulas", {
     "idempotency-key": Schema.optional(Schema.String).annotate({
       description: "1–255 characters. Repeating it with the same body replays the first 201 or 409."
     }),
-    "x-client-id": Schema.optional(Schema.String).annotate({ description: "Scopes Idempotency-Key per client." })
+    "x-client-id": Schema.optional(Schema.String).annotate({
+      description:
+        "Up to 255 characters. The client whose formula it becomes: its webhook endpoints hear of it (formula.created, then how it was processed). Also scopes Idempotency-Key."
+    })
   },
   success: HttpApiSchema.WithHeaders(FormulaView, { location: Schema.String }).pipe(HttpApiSchema.status(201)),
   error: [

@@ -20,6 +20,7 @@ import { Api, ServedApi } from "./Api.ts"
 import { FormulasHandlers, SystemHandlers } from "./FormulasHandlers.ts"
 import { makeQueueHandlers } from "./QueueHandlers.ts"
 import { SubmitRoute } from "./SubmitRoute.ts"
+import { WebhooksHandlers } from "./WebhooksHandlers.ts"
 import { layerRequestProblems } from "./RequestProblems.ts"
 import { responseMiddleware } from "./ResponseMiddleware.ts"
 import { recorded, RouteTable } from "./RouteTable.ts"
@@ -43,7 +44,7 @@ export const makeRoutes = (options: { readonly accessLog?: boolean | undefined }
     recorded(
       Layer.mergeAll(
         HttpApiBuilder.layer(ServedApi).pipe(
-          Layer.provide([FormulasHandlers, SystemHandlers, makeQueueHandlers(ServedApi)]),
+          Layer.provide([FormulasHandlers, SystemHandlers, WebhooksHandlers, makeQueueHandlers(ServedApi)]),
           Layer.provide(layerRequestProblems)
         ),
         SubmitRoute,

@@ -19,7 +19,13 @@
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "effect/http"
 import type { Formula } from "../domain/Formula.ts"
-import { type Duplicate, FormulaIntake, type SubmitError, type SubmitOutcome } from "../intake/FormulaIntake.ts"
+import {
+  type Duplicate,
+  FormulaIntake,
+  type SubmitError,
+  type SubmitOptions,
+  type SubmitOutcome
+} from "../intake/FormulaIntake.ts"
 import { IdempotencyKeys, maxKeyLength, type StoredResponse } from "../intake/IdempotencyKeys.ts"
 import { formulaUrl, toFormulaView } from "./FormulaView.ts"
 import { readJsonBytes } from "./JsonBody.ts"
@@ -49,6 +55,9 @@ type Problem =
   | IdempotencyKeyInFlight
   | QueueFullProblem
   | ServiceUnavailable
+
+/** The longest X-Client-Id (the formula keeps it; its webhook endpoints are found by it). */
+export const maxClientIdLength = 255
 
 const problemJson = { "content-type": "application/problem+json" }
 
@@ -92,7 +101,8 @@ export const SubmitRoute = HttpRouter.use((router) =>
       request: HttpServerRequest.HttpServerRequest,
       key: string,
       requestHash: string,
-      formula: Formula
+      formula: Formula,
+      options: SubmitOptions
     ): Effect.Effect<HttpServerResponse.HttpServerResponse, Failure> => {
       if (key.length === 0 || key.length > maxKeyLength) {
         return Effect.fail(
@@ -102,7 +112,7 @@ export const SubmitRoute = HttpRouter.use((router) =>
         )
       }
       const claim = { scope: request.headers["x-client-id"] ?? "", key, requestHash }
-      return keys.run(claim, Effect.map(intake.submitOutcome(formula), finished)).pipe(
+      return keys.run(claim, Effect.map(intake.submitOutcome(formula, options), finished)).pipe(
         Effect.map((result) => respond(result.response, result.replayed)),
         Effect.catchTags({
           KeyReusedWithDifferentBody: () =>
@@ -115,8 +125,18 @@ export const SubmitRoute = HttpRouter.use((router) =>
 
     const submit = (
       request: HttpServerRequest.HttpServerRequest
-    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Failure> =>
-      Effect.flatMap(readJsonBytes(request), (bytes) => {
+    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Failure> => {
+      const clientHeader = request.headers["x-client-id"]
+      if (clientHeader !== undefined && clientHeader.length > maxClientIdLength) {
+        return Effect.fail(
+          new InvalidRequest({
+            errors: [{ path: "/headers/x-client-id", message: `must be at most ${maxClientIdLength} characters` }]
+          })
+        )
+      }
+      // An empty X-Client-Id names no client (as it scopes Idempotency-Keys like none).
+      const options = { clientId: clientHeader === "" ? undefined : clientHeader }
+      return Effect.flatMap(readJsonBytes(request), (bytes) => {
         const key = request.headers["idempotency-key"]
         // Validation comes first, before any Idempotency-Key is claimed: a 400 needs no database.
         return Effect.flatMap(judge.judge(bytes, key !== undefined), (judged) => {
@@ -128,11 +148,12 @@ export const SubmitRoute = HttpRouter.use((router) =>
               return Effect.fail(new InvalidFormula(listedErrors(judged.errors, judged.moreErrors)))
             case "Valid":
               return key === undefined
-                ? Effect.map(intake.submitOutcome(judged.formula), (outcome) => respond(finished(outcome)))
-                : withKey(request, key, judged.requestHash!, judged.formula)
+                ? Effect.map(intake.submitOutcome(judged.formula, options), (outcome) => respond(finished(outcome)))
+                : withKey(request, key, judged.requestHash!, judged.formula, options)
           }
         })
       })
+    }
 
     yield* router.add("POST", "/formulas", (request) =>
       Effect.catch(submit(request), (error) => HttpServerRespondable.toResponse(problemOf(error)))

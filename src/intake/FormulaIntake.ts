@@ -6,9 +6,10 @@
  *
  *   decode → fingerprint → cache (known make-up? → Duplicate, nothing else touched)
  *     → reserve a queue slot (full? → QueueFull, nothing stored)
- *     → one statement, so one transaction { formula ON CONFLICT DO NOTHING, materials, outbox row }
+ *     → one statement, so one transaction { formula ON CONFLICT DO NOTHING, materials, outbox row
+ *       (+ with X-Client-Id: its formula.created webhook event and deliveries, if the client has endpoints) }
  *       (group-committed with concurrent submissions: FormulaStore, GroupCommit)
- *     → created: commit the reservation (the message becomes receivable)
+ *     → created: commit the reservation (the message becomes receivable); wake the webhook dispatcher
  *       duplicate or any failure: abort it (no message)
  *
  * So a consumer never receives a message whose formula is not committed, and
@@ -27,6 +28,8 @@ import { withoutStack } from "../domain/WithoutStack.ts"
 import { counter } from "../observability/Counters.ts"
 import { MessageQueue, type QueueFull } from "../queue/MessageQueue.ts"
 import { DatabaseUnavailable, type FormulaRow, FormulaStore, type InsertOutcome } from "../store/FormulaStore.ts"
+import { DeliverySignal } from "../webhooks/DeliverySignal.ts"
+import { formulaCreatedBody, newEventId } from "../webhooks/WebhookEvents.ts"
 import { FingerprintCache } from "./FingerprintCache.ts"
 import { OutboxRelay } from "./OutboxRelay.ts"
 
@@ -43,6 +46,11 @@ export type SubmitOutcome =
   | { readonly _tag: "Created"; readonly formula: FormulaRow }
   | { readonly _tag: "Duplicate"; readonly existingId: string; readonly fingerprint: string }
 
+/** Who submits: the client (X-Client-Id) whose formula it becomes, and whose webhook endpoints hear of it. */
+export interface SubmitOptions {
+  readonly clientId?: string | undefined
+}
+
 const submissions = Metric.counter("formula_submissions_total", {
   description: "Submissions by outcome (created, duplicate, invalid, queue_full, unavailable)"
 })
@@ -51,7 +59,7 @@ export class FormulaIntake extends Context.Service<
   FormulaIntake,
   {
     /** Stores and announces a new make-up once; fails with `Duplicate` for a known one. */
-    submit(input: unknown): Effect.Effect<FormulaRow, SubmitError>
+    submit(input: unknown, options?: SubmitOptions): Effect.Effect<FormulaRow, SubmitError>
     /** Validates a submission (every problem listed), counting invalid ones in the metrics. */
     decode(input: unknown): Effect.Effect<Formula, FormulaInvalid>
     /** `decode`, synchronously. */
@@ -59,13 +67,19 @@ export class FormulaIntake extends Context.Service<
     /** Counts a submission found invalid without `validate` (HTTP judges large bodies on a worker thread). */
     countInvalid(): void
     /** The same as `submit`, for a formula already decoded. */
-    submitDecoded(formula: Formula): Effect.Effect<FormulaRow, Duplicate | QueueFull | DatabaseUnavailable>
+    submitDecoded(
+      formula: Formula,
+      options?: SubmitOptions
+    ): Effect.Effect<FormulaRow, Duplicate | QueueFull | DatabaseUnavailable>
     /**
      * The same again, with a duplicate as an outcome rather than an error —
      * for callers that answer both alike (HTTP), without building an error
      * for every repeat submission.
      */
-    submitOutcome(formula: Formula): Effect.Effect<SubmitOutcome, QueueFull | DatabaseUnavailable>
+    submitOutcome(
+      formula: Formula,
+      options?: SubmitOptions
+    ): Effect.Effect<SubmitOutcome, QueueFull | DatabaseUnavailable>
   }
 >()("formula-intake/intake/FormulaIntake") {
   static readonly layerNoDeps = Layer.effect(
@@ -75,24 +89,46 @@ export class FormulaIntake extends Context.Service<
       const queue = yield* MessageQueue
       const cache = yield* FingerprintCache
       const relay = yield* OutboxRelay
+      const signal = yield* DeliverySignal
 
-      const store_ = Effect.fnUntraced(function* (formula: Formula, print: string) {
+      const store_ = Effect.fnUntraced(function* (formula: Formula, print: string, clientId: string | undefined) {
         const id = yield* newId
         const createdAt = new Date(yield* Clock.currentTimeMillis)
         const message = {
           messageId: yield* newId,
           body: formulaSubmitted({ formulaId: id, fingerprint: print, name: formula.name, submittedAt: createdAt })
         }
+        const materials = formula.materials.map((material) => ({
+          name: material.name,
+          concentration: toSqlNumeric(material.concentration)
+        }))
+        // Only a formula with a client can have webhooks: only its event is built (and sent to the database,
+        // which writes it if the client has an endpoint subscribed to it).
+        const createdEvent =
+          clientId === undefined
+            ? undefined
+            : {
+                id: yield* newEventId,
+                body: formulaCreatedBody({
+                  seq: "",
+                  id,
+                  fingerprint: print,
+                  name: formula.name,
+                  createdAt,
+                  materials,
+                  messageId: message.messageId,
+                  deliveredAt: null
+                })
+              }
         const insert = store.insert({
           id,
           fingerprint: print,
           name: formula.name,
-          materials: formula.materials.map((material) => ({
-            name: material.name,
-            concentration: toSqlNumeric(material.concentration)
-          })),
+          materials,
           createdAt,
-          message: { id: message.messageId, body: message.body }
+          message: { id: message.messageId, body: message.body },
+          clientId,
+          createdEvent
         })
         // The reservation is held across the transaction and settled by its
         // outcome, whatever happens (failure, interruption included). A
@@ -125,8 +161,8 @@ export class FormulaIntake extends Context.Service<
       }
 
       // Past the cache: the database decides, and the cache learns its answer.
-      const write = Effect.fnUntraced(function* (formula: Formula, print: string) {
-        const outcome = yield* store_(formula, print).pipe(
+      const write = Effect.fnUntraced(function* (formula: Formula, print: string, clientId: string | undefined) {
+        const outcome = yield* store_(formula, print, clientId).pipe(
           Effect.tapError((error) => Effect.sync(error._tag === "QueueFull" ? count.queueFull : count.unavailable))
         )
         if (outcome._tag === "Duplicate") {
@@ -135,20 +171,27 @@ export class FormulaIntake extends Context.Service<
         }
         cache.set(print, outcome.formula.id)
         count.created()
+        // Committed: the dispatcher may send the first attempts now rather than at its next poll.
+        if (outcome.webhookDeliveries > 0) signal.wake()
         return outcome
       })
 
       // A known make-up is answered here: no database, no queue. (Suspended, so that building the
       // effect — as IdempotencyKeys.run's argument, say — neither looks up nor counts anything.)
-      const submitOutcome = (formula: Formula): Effect.Effect<SubmitOutcome, QueueFull | DatabaseUnavailable> =>
+      const submitOutcome = (
+        formula: Formula,
+        options?: SubmitOptions
+      ): Effect.Effect<SubmitOutcome, QueueFull | DatabaseUnavailable> =>
         Effect.suspend(() => {
           const print = fingerprint(formula)
           const known = cache.get(print)
-          return known === undefined ? write(formula, print) : Effect.succeed(duplicate(known, print))
+          return known === undefined
+            ? write(formula, print, options?.clientId)
+            : Effect.succeed(duplicate(known, print))
         })
 
-      const submitDecoded = (formula: Formula) =>
-        Effect.flatMap(submitOutcome(formula), (outcome) =>
+      const submitDecoded = (formula: Formula, options?: SubmitOptions) =>
+        Effect.flatMap(submitOutcome(formula, options), (outcome) =>
           outcome._tag === "Created"
             ? Effect.succeed(outcome.formula)
             : Effect.fail(
@@ -164,7 +207,8 @@ export class FormulaIntake extends Context.Service<
 
       const decode = (input: unknown) => Effect.suspend(() => Effect.fromResult(validate(input)))
 
-      const submit = (input: unknown) => Effect.flatMap(decode(input), submitDecoded)
+      const submit = (input: unknown, options?: SubmitOptions) =>
+        Effect.flatMap(decode(input), (formula) => submitDecoded(formula, options))
 
       return FormulaIntake.of({ submit, decode, validate, countInvalid: count.invalid, submitDecoded, submitOutcome })
     })

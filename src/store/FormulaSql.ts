@@ -5,6 +5,7 @@
 import { Effect } from "effect"
 import { type PgClient, PgTypes } from "@effect/sql-pg"
 import type { Statement } from "effect/sql"
+import type { SqlError } from "effect/sql/SqlError"
 
 export interface MaterialRow {
   readonly name: string
@@ -39,7 +40,18 @@ export interface NewFormulaRow {
   readonly materials: ReadonlyArray<MaterialRow>
   readonly createdAt: Date
   readonly message: { readonly id: string; readonly body: unknown }
+  /** The submitting client (X-Client-Id); absent: none, so no webhooks. */
+  readonly clientId?: string | undefined
+  /**
+   * Its `formula.created` webhook event, for a formula with a client: written
+   * (with one delivery per subscribed enabled endpoint) only if the formula is
+   * inserted and the client has such an endpoint.
+   */
+  readonly createdEvent?: { readonly id: string; readonly body: string } | undefined
 }
+
+/** Of an inserted formula: how many webhook deliveries its statement wrote. */
+export type InsertedFormulas = ReadonlyMap<string, number>
 
 interface UnsettledRow {
   readonly message_id: string
@@ -155,11 +167,17 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
    * and its outbox message — in one statement, so in one implicit transaction
    * and one round trip: the data-modifying CTEs write materials and messages
    * only for the formulas the first one inserted, and the statement commits or
-   * fails as a whole. Returns the ids that were inserted; a formula left out
-   * lost to an existing make-up, or is its own earlier attempt (`ON CONFLICT
-   * DO NOTHING`, never check-then-insert). Rows are inserted in the order given.
+   * fails as a whole. Returns the ids that were inserted (with the number of
+   * webhook deliveries written for each); a formula left out lost to an
+   * existing make-up, or is its own earlier attempt (`ON CONFLICT DO
+   * NOTHING`, never check-then-insert). Rows are inserted in the order given.
+   *
+   * A batch with a formula of a known client takes the longer statement
+   * (`insertNewFormulasWithEvents`); one without — the common case — this
+   * one, unchanged: no webhook cost at all.
    */
-  const insertNewFormulas = (formulas: ReadonlyArray<NewFormulaRow>) => {
+  const insertNewFormulas = (formulas: ReadonlyArray<NewFormulaRow>): Effect.Effect<InsertedFormulas, SqlError> => {
+    if (formulas.some((f) => f.clientId !== undefined)) return insertNewFormulasWithEvents(formulas)
     const materials = formulas.flatMap((f) => f.materials.map((m, position) => ({ id: f.id, position, ...m })))
     return Effect.map(
       sql<{ readonly id: string }>`
@@ -194,7 +212,84 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
           SELECT input.message_id, input.id, input.body FROM input JOIN inserted ON inserted.id = input.id
         )
         SELECT id::text AS id FROM inserted`,
-      (rows) => new Set(rows.map((row) => row.id))
+      (rows) => new Map(rows.map((row) => [row.id, 0]))
+    )
+  }
+
+  /**
+   * `insertNewFormulas` for a batch with clients: the same CTEs, the client
+   * stored on each formula, and in the same statement each inserted formula's
+   * `formula.created` event with one delivery per enabled endpoint of its
+   * client subscribed to it (none, and no event, when there is none: a
+   * duplicate has no event since only inserted rows have one). Deliveries are
+   * due at the formula's creation time (the application's clock).
+   */
+  const insertNewFormulasWithEvents = (formulas: ReadonlyArray<NewFormulaRow>) => {
+    const materials = formulas.flatMap((f) => f.materials.map((m, position) => ({ id: f.id, position, ...m })))
+    return Effect.map(
+      sql<{ readonly id: string; readonly deliveries: number }>`
+        WITH input AS (
+          SELECT * FROM unnest(
+            ${uuids(formulas.map((f) => f.id))},
+            ${texts(formulas.map((f) => f.fingerprint))},
+            ${texts(formulas.map((f) => f.name))},
+            ${timestamps(formulas.map((f) => f.createdAt))},
+            ${uuids(formulas.map((f) => f.message.id))},
+            ${jsonbs(formulas.map((f) => f.message.body))},
+            ${texts(formulas.map((f) => f.clientId ?? null))},
+            ${texts(formulas.map((f) => f.createdEvent?.id ?? null))},
+            ${texts(formulas.map((f) => f.createdEvent?.body ?? null))}
+          ) WITH ORDINALITY AS t (id, fingerprint, name, created_at, message_id, body, client_id, event_id,
+                                  event_body, ord)
+        ), inserted AS (
+          INSERT INTO formulas (id, fingerprint, name, created_at, client_id)
+          SELECT id, fingerprint, name, created_at, client_id FROM input ORDER BY ord
+          ON CONFLICT DO NOTHING
+          RETURNING id
+        ), materials AS (
+          INSERT INTO formula_materials (formula_id, position, name, concentration)
+          SELECT m.formula_id, m.position, m.name, m.concentration
+            FROM unnest(
+              ${uuids(materials.map((m) => m.id))},
+              ${ints(materials.map((m) => m.position))},
+              ${texts(materials.map((m) => m.name))},
+              ${numerics(materials.map((m) => m.concentration))}
+            ) AS m (formula_id, position, name, concentration)
+            JOIN inserted ON inserted.id = m.formula_id
+        ), messages AS (
+          INSERT INTO outbox (message_id, formula_id, body)
+          SELECT input.message_id, input.id, input.body FROM input JOIN inserted ON inserted.id = input.id
+        ), endpoints AS (
+          -- Locked (KEY SHARE: it blocks only a delete) so an endpoint deleted by a transaction still in
+          -- flight is waited for and then skipped, not referenced by a delivery whose foreign key then fails
+          -- the whole statement.
+          SELECT e.id, e.client_id FROM webhook_endpoints e
+           WHERE e.client_id IN (SELECT client_id FROM input WHERE event_id IS NOT NULL)
+             AND e.enabled AND 'formula.created' = ANY (e.events)
+             FOR KEY SHARE
+        ), subscribed AS (
+          SELECT input.id AS formula_id, input.event_id, input.created_at, e.id AS endpoint_id
+            FROM input
+            JOIN inserted ON inserted.id = input.id
+            JOIN endpoints e ON e.client_id = input.client_id
+           WHERE input.event_id IS NOT NULL
+        ), events AS (
+          INSERT INTO webhook_events (id, client_id, type, body, created_at)
+          SELECT input.event_id, input.client_id, 'formula.created', input.event_body, input.created_at
+            FROM input
+           WHERE input.event_id IN (SELECT event_id FROM subscribed)
+          RETURNING id
+        ), deliveries AS (
+          INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at, updated_at)
+          -- Joined to events so that an event row is written before its deliveries reference it.
+          SELECT gen_random_uuid(), s.event_id, s.endpoint_id, s.created_at, s.created_at, s.created_at
+            FROM subscribed s JOIN events ON events.id = s.event_id
+          RETURNING event_id
+        )
+        SELECT input.id::text AS id,
+               (SELECT count(*) FROM deliveries d WHERE d.event_id = input.event_id)::int AS deliveries
+          FROM inserted JOIN input ON input.id = inserted.id`,
+      (rows) => new Map(rows.map((row) => [row.id, Number(row.deliveries)]))
     )
   }
 

@@ -35,7 +35,16 @@ export { DatabaseUnavailable }
 export type NewFormula = NewFormulaRow
 
 export type InsertOutcome =
-  | { readonly _tag: "Created"; readonly formula: FormulaRow }
+  | {
+      readonly _tag: "Created"
+      readonly formula: FormulaRow
+      /**
+       * Webhook deliveries written with it: the dispatcher should be woken when
+       * positive. Unknown when only a second attempt learnt that the first one
+       * committed: then counted as 1 if it had an event (a spurious wake-up is harmless).
+       */
+      readonly webhookDeliveries: number
+    }
   | { readonly _tag: "Duplicate"; readonly existingId: string }
 
 /** An unsettled message, with its place in the outbox (a cursor for the next page). */
@@ -128,8 +137,9 @@ export class FormulaStore extends Context.Service<
         const sql = yield* PgClient.PgClient
         const q = makeFormulaSql(sql)
 
-        const createdRow = (formula: NewFormula): InsertOutcome => ({
+        const createdRow = (formula: NewFormula, webhookDeliveries: number): InsertOutcome => ({
           _tag: "Created",
+          webhookDeliveries,
           formula: {
             seq: "",
             id: formula.id,
@@ -169,7 +179,11 @@ export class FormulaStore extends Context.Service<
             ),
             unavailableOnFailure,
             Effect.map((outcome) =>
-              outcome._tag === "Created" || outcome.existingId === formula.id ? createdRow(formula) : outcome
+              outcome._tag === "Created"
+                ? outcome
+                : outcome.existingId === formula.id
+                  ? createdRow(formula, formula.createdEvent === undefined ? 0 : 1)
+                  : outcome
             )
           )
 
@@ -195,7 +209,7 @@ export class FormulaStore extends Context.Service<
             return formulas.map(
               (formula): InsertOutcome =>
                 inserted.has(formula.id)
-                  ? createdRow(formula)
+                  ? createdRow(formula, inserted.get(formula.id)!)
                   : { _tag: "Duplicate", existingId: owners.get(formula.fingerprint)! }
             )
           })

@@ -109,7 +109,7 @@ for (const database of testDatabases) {
               const inserted = yield* Effect.forEach(statements, (batch) => q.insertNewFormulas(batch), {
                 concurrency: "unbounded"
               })
-              const created = inserted.flatMap((ids) => [...ids])
+              const created = inserted.flatMap((ids) => [...ids.keys()])
               assert.strictEqual(created.length, 1, "exactly one of the make-up's inserts created it")
               const owners = yield* q.findIdsByFingerprints([fingerprint])
               assert.strictEqual(owners.get(fingerprint), created[0])

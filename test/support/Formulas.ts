@@ -4,6 +4,11 @@
  * small HTTP helpers for requests `TestServer.request` cannot express (raw
  * bytes, streamed bodies, no content type).
  */
+import {
+  DeliveryNotFoundProblem,
+  DeliveryNotRetryableProblem,
+  WebhookNotFoundProblem
+} from "../../src/http/WebhooksApi.ts"
 import { assert } from "@effect/vitest"
 import { Schema } from "effect"
 import { randomBytes } from "node:crypto"
@@ -32,7 +37,10 @@ const problemSchemas: Record<string, Schema.Decoder<unknown>> = {
   "idempotency-key-in-flight": Problems.IdempotencyKeyInFlight,
   "queue-receipt-invalid": QueueReceiptInvalid,
   "not-found": Problems.NotFound,
-  "method-not-allowed": Problems.MethodNotAllowed
+  "method-not-allowed": Problems.MethodNotAllowed,
+  "webhook-not-found": WebhookNotFoundProblem,
+  "webhook-delivery-not-found": DeliveryNotFoundProblem,
+  "webhook-delivery-not-failed": DeliveryNotRetryableProblem
 }
 
 /** A fresh lowercase tag; put it in material names so every test's make-ups are its own. */
