@@ -117,7 +117,12 @@ export class FormulaIntake extends Context.Service<
                   createdAt,
                   materials,
                   messageId: message.messageId,
-                  deliveredAt: null
+                  deliveredAt: null,
+                  result: null,
+                  attempts: 0,
+                  deadLetteredAt: null,
+                  lastError: null,
+                  purgedAt: null
                 })
               }
         const insert = store.insert({

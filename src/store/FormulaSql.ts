@@ -328,6 +328,8 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
             JOIN formulas f ON f.id = c.formula_id
             JOIN webhook_endpoints e ON e.client_id = f.client_id
            WHERE e.enabled AND ${event.type}::text = ANY (e.events)
+           -- As in the insert above: an endpoint deleted meanwhile is waited for and skipped, never referenced.
+             FOR KEY SHARE OF e
         ), event AS (
           INSERT INTO webhook_events (id, client_id, type, body, created_at)
           SELECT ${event.id}::text, client_id, ${event.type}::text,
