@@ -1,0 +1,319 @@
+/**
+ * The webhook dispatcher: sends due deliveries, records every attempt, and
+ * settles each delivery by the retry policy (RetryPolicy.ts). Deliveries are
+ * rows (written in the transaction of the change that caused their event), so
+ * nothing here is the only copy of anything: a process that dies mid-attempt
+ * leaves a lease that lapses, and the delivery is claimed again.
+ *
+ *   claim loop ──► claimDue (FOR UPDATE SKIP LOCKED, lease = timeout + 30 s)
+ *       ▲                  │ one fiber per claimed delivery
+ *       │                  ▼
+ *       │          sign ─► send (Sender.ts, the checked address) ─► judge ─► settle (fenced by lease_token)
+ *       │                                                                       │
+ *       └──── wakes on: DeliverySignal.wake() (a commit in this process), ◄─────┘ a slot freed,
+ *             the next known due time (a timer), the poll interval (rows of other processes)
+ *
+ * Bounds: at most `concurrency` attempts at once in the process, at most
+ * `perEndpoint` (4) per endpoint — the claim itself leaves out deliveries of an
+ * endpoint that has no room — so one hanging endpoint holds at most 4 slots and
+ * the others keep flowing. Several processes may run this at once on one
+ * PostgreSQL: SKIP LOCKED and the lease keep them from sending one attempt
+ * twice at once; the lease token fences settlements.
+ *
+ * Shutdown (the layer's scope closes): the claim loop stops first (no new
+ * claims); attempts in flight finish — each is bounded by the timeout — and
+ * settle; whatever is still running after that is interrupted and its lease lapses.
+ *
+ * Time: every timestamp written (attempt, due time, lease, endpoint health)
+ * comes from Effect's Clock; tests drive it with TestClock.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { Clock, Config, Context, Duration, Effect, Fiber, FiberSet, Latch, Layer, Metric, Random } from "effect"
+import { randomUUID } from "node:crypto"
+import { counterFamily, registerGaugeReading } from "../observability/Counters.ts"
+import {
+  WebhookAllowPrivateNetworks,
+  WebhookConcurrency,
+  WebhookDisableAfterHours,
+  WebhookRetrySchedule
+} from "../Settings.ts"
+import { DeliverySignal } from "./DeliverySignal.ts"
+import { type ClaimedDelivery, makeDeliverySql, type SettledStatus } from "./DeliverySql.ts"
+import { judge, type Verdict } from "./RetryPolicy.ts"
+import { type AttemptResult, closeAgents, makeAgents, type Resolve, resolveUnchecked, send } from "./Sender.ts"
+import { liveSecrets, signedHeaders } from "./Signature.ts"
+
+/** What one attempt came to, for observers (tests). */
+export interface AttemptReport {
+  readonly deliveryId: string
+  readonly eventId: string
+  readonly endpointId: string
+  /** 1 for the first attempt. */
+  readonly attempt: number
+  readonly result: AttemptResult
+  readonly verdict: Verdict
+  /** False when the lease had lapsed and another claim held the delivery: nothing was written. */
+  readonly settled: boolean
+}
+
+export interface DispatcherOptions {
+  /** Delays of successive attempts in ms (WEBHOOK_RETRY_SCHEDULE). */
+  readonly schedule: ReadonlyArray<number>
+  /** Attempts at once in this process (WEBHOOK_CONCURRENCY). */
+  readonly concurrency: number
+  /** An endpoint failing this long without a success is disabled (WEBHOOK_DISABLE_AFTER_HOURS). */
+  readonly disableAfter: Duration.Input
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS, passed to `resolve`. */
+  readonly allowPrivateNetworks: boolean
+  /** Resolves and checks an endpoint's host: SsrfGuard.resolveAllowed in the service. Default: unchecked DNS. */
+  readonly resolve?: Resolve | undefined
+  /** One attempt's timeout; default 15 s. The lease is this plus 30 s. */
+  readonly timeout?: Duration.Input | undefined
+  /** The backstop for deliveries written by other processes; default 2 s. */
+  readonly pollInterval?: Duration.Input | undefined
+  /** Attempts at once per endpoint; default 4. */
+  readonly perEndpoint?: number | undefined
+  /** Called after every attempt (tests observe the dispatcher through it). */
+  readonly onAttempt?: ((report: AttemptReport) => Effect.Effect<void>) | undefined
+}
+
+const metric = {
+  deliveries: Metric.counter("webhook_deliveries_total", {
+    description: "Webhook attempts by outcome: succeeded, retried, failed (after the last step), gone (410: endpoint disabled), lease_lost (settled elsewhere)"
+  }),
+  duration: Metric.histogram("webhook_attempt_duration_seconds", {
+    description: "Duration of one webhook attempt (resolve, connect, answer, first KiB)",
+    boundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15]
+  }),
+  pending: Metric.gauge("webhook_deliveries_pending", {
+    description: "Pending webhook deliveries in the database (all processes)"
+  }),
+  disabled: Metric.gauge("webhook_endpoints_disabled", { description: "Disabled webhook endpoints in the database" })
+}
+
+const outcomeOf = (verdict: Verdict, settled: boolean) =>
+  !settled
+    ? "lease_lost"
+    : verdict._tag === "Succeeded"
+      ? "succeeded"
+      : verdict._tag === "Retry"
+        ? "retried"
+        : verdict._tag === "Gone"
+          ? "gone"
+          : "failed"
+
+const statusOf = (verdict: Verdict): SettledStatus =>
+  verdict._tag === "Succeeded" ? "succeeded" : verdict._tag === "Retry" ? "pending" : "failed"
+
+/** A failure the loop waits out: the database may be back at the next poll. */
+const minWaitMs = 20
+
+export class WebhookDispatcher extends Context.Service<
+  WebhookDispatcher,
+  {
+    /** Attempts running now in this process. */
+    readonly inFlight: Effect.Effect<number>
+  }
+>()("formula-intake/webhooks/WebhookDispatcher") {
+  static readonly layerWith = (
+    options: DispatcherOptions
+  ): Layer.Layer<WebhookDispatcher, never, PgClient.PgClient | DeliverySignal> =>
+    Layer.effect(WebhookDispatcher, make(options))
+
+  /** Settings from WEBHOOK_*; unchecked DNS (no SSRF guard): give `resolve` through `layerWith` in a service. */
+  static readonly layerConfig = Layer.unwrap(
+    Effect.map(
+      Config.all({
+        schedule: WebhookRetrySchedule.config,
+        concurrency: WebhookConcurrency.config,
+        disableAfterHours: WebhookDisableAfterHours.config,
+        allowPrivateNetworks: WebhookAllowPrivateNetworks.config
+      }),
+      (settings) =>
+        WebhookDispatcher.layerWith({
+          schedule: settings.schedule,
+          concurrency: settings.concurrency,
+          disableAfter: Duration.hours(settings.disableAfterHours),
+          allowPrivateNetworks: settings.allowPrivateNetworks
+        })
+    )
+  )
+}
+
+const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
+  const sql = makeDeliverySql(yield* PgClient.PgClient)
+  const signal = yield* DeliverySignal
+  const timeout = Duration.fromInputUnsafe(options.timeout ?? Duration.seconds(15))
+  const leaseMs = Duration.toMillis(timeout) + 30_000
+  const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? Duration.seconds(2))
+  const perEndpoint = options.perEndpoint ?? 4
+  const disableAfterMs = Duration.toMillis(options.disableAfter)
+  const agents = makeAgents()
+  yield* Effect.addFinalizer(() => Effect.sync(() => closeAgents(agents)))
+  const sendOptions = {
+    resolve: options.resolve ?? resolveUnchecked,
+    allowPrivateNetworks: options.allowPrivateNetworks,
+    timeout,
+    agents
+  }
+
+  const countOutcome = yield* counterFamily(metric.deliveries, ["outcome"])
+  const gauges = { pending: 0, disabled: 0 }
+  yield* Effect.acquireRelease(
+    Effect.contextWith((context: Context.Context<never>) =>
+      Effect.succeed([
+        registerGaugeReading(metric.pending, {}, context, () => gauges.pending),
+        registerGaugeReading(metric.disabled, {}, context, () => gauges.disabled)
+      ])
+    ),
+    (registrations) => Effect.sync(() => registrations.forEach((registration) => registration.remove()))
+  )
+
+  // In-flight attempts, in total and per endpoint: the claim asks only for what fits.
+  let inFlight = 0
+  const perEndpointInFlight = new Map<string, number>()
+  const slotFreed = Latch.makeUnsafe(false)
+  const attempts = yield* FiberSet.make<void, never>()
+
+  const attempt = (delivery: ClaimedDelivery, leaseToken: string) =>
+    Effect.gen(function* () {
+      const startedAt = yield* Clock.currentTimeMillis
+      const headers = signedHeaders({
+        eventId: delivery.eventId,
+        body: delivery.body,
+        secrets: liveSecrets(delivery, startedAt),
+        nowMs: startedAt
+      })
+      const result = yield* send({ url: delivery.url, body: delivery.body, headers }, sendOptions)
+      const endedAt = yield* Clock.currentTimeMillis
+      const attemptsMade = delivery.attemptCount + 1
+      const verdict = judge({
+        result,
+        attemptsMade,
+        schedule: options.schedule,
+        nowMs: endedAt,
+        random: yield* Random.next
+      })
+      const settled = yield* sql.settle({
+        deliveryId: delivery.id,
+        leaseToken,
+        status: statusOf(verdict),
+        nextAttemptAt: verdict._tag === "Retry" ? new Date(endedAt + verdict.delayMs) : null,
+        attempt: {
+          at: new Date(startedAt),
+          durationMs: endedAt - startedAt,
+          status: result._tag === "Answered" ? result.status : null,
+          error: result._tag === "Failed" ? result.error : null,
+          response: result._tag === "Answered" ? result.body : null
+        },
+        succeeded: verdict._tag === "Succeeded",
+        gone: verdict._tag === "Gone",
+        disableIfFailingSince: new Date(endedAt - disableAfterMs),
+        disabledReason:
+          verdict._tag === "Gone"
+            ? "the endpoint answered 410 Gone"
+            : `failing without a success for ${Duration.format(Duration.millis(disableAfterMs))}`
+      })
+      countOutcome(outcomeOf(verdict, settled))
+      yield* Metric.update(metric.duration, (endedAt - startedAt) / 1000)
+      if (!settled) {
+        yield* Effect.logWarning("webhook attempt settled elsewhere: its lease had lapsed").pipe(
+          Effect.annotateLogs({ deliveryId: delivery.id })
+        )
+      }
+      if (options.onAttempt !== undefined) {
+        yield* options.onAttempt({
+          deliveryId: delivery.id,
+          eventId: delivery.eventId,
+          endpointId: delivery.endpointId,
+          attempt: attemptsMade,
+          result,
+          verdict,
+          settled
+        })
+      }
+    }).pipe(
+      // A settlement the database refused leaves the lease to lapse: the delivery is attempted again then.
+      Effect.catch((error) =>
+        Effect.logWarning("webhook attempt not recorded (database unavailable); retried after its lease", error)
+      ),
+      Effect.ensuring(
+        Effect.sync(() => {
+          inFlight--
+          const left = (perEndpointInFlight.get(delivery.endpointId) ?? 1) - 1
+          if (left === 0) perEndpointInFlight.delete(delivery.endpointId)
+          else perEndpointInFlight.set(delivery.endpointId, left)
+          slotFreed.openUnsafe()
+        })
+      )
+    )
+
+  /** One claim, and its attempts started; returns how long to wait before the next (undefined: until woken). */
+  const claimAndStart = Effect.gen(function* () {
+    const free = options.concurrency - inFlight
+    if (free <= 0) return undefined
+    const now = yield* Clock.currentTimeMillis
+    const leaseToken = randomUUID()
+    const claimed = yield* sql.claimDue({
+      now: new Date(now),
+      leaseUntil: new Date(now + leaseMs),
+      leaseToken,
+      limit: free,
+      perEndpoint,
+      inFlight: perEndpointInFlight
+    })
+    for (const delivery of claimed) {
+      inFlight++
+      perEndpointInFlight.set(delivery.endpointId, (perEndpointInFlight.get(delivery.endpointId) ?? 0) + 1)
+      yield* FiberSet.run(attempts, attempt(delivery, leaseToken))
+    }
+    if (claimed.length === free) return 0 // there may be more: claim again once there is room
+    const full = [...perEndpointInFlight].filter(([, count]) => count >= perEndpoint).map(([id]) => id)
+    const next = yield* sql.nextDueAt(full)
+    return next === undefined ? undefined : Math.max(next.getTime() - now, minWaitMs)
+  })
+
+  const pollMs = Duration.toMillis(pollInterval)
+  const loop = Effect.gen(function* () {
+    while (true) {
+      slotFreed.closeUnsafe()
+      const wait = yield* claimAndStart.pipe(
+        Effect.catch((error) =>
+          Effect.as(Effect.logWarning("webhook dispatcher: database unavailable; will retry", error), pollMs)
+        )
+      )
+      if (wait === 0) continue
+      yield* Effect.raceAll([
+        signal.waitForWake,
+        slotFreed.await,
+        Effect.sleep(Duration.millis(Math.min(wait ?? pollMs, pollMs)))
+      ])
+    }
+  })
+
+  const refreshGauges = sql.counts.pipe(
+    Effect.tap((counts) =>
+      Effect.sync(() => {
+        gauges.pending = counts.pending
+        gauges.disabled = counts.disabled
+      })
+    ),
+    Effect.ignore,
+    Effect.andThen(Effect.sleep(pollInterval)),
+    Effect.forever
+  )
+
+  const loopFiber = yield* Effect.forkScoped(loop)
+  yield* Effect.forkScoped(refreshGauges)
+  // Runs before the fibers' own finalizers (registered earlier): stop claiming, then let attempts finish.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function* () {
+      yield* Fiber.interrupt(loopFiber)
+      yield* FiberSet.awaitEmpty(attempts).pipe(
+        Effect.timeoutOrElse({ duration: Duration.sum(timeout, Duration.seconds(5)), orElse: () => Effect.void })
+      )
+    })
+  )
+
+  return WebhookDispatcher.of({ inFlight: Effect.sync(() => inFlight) })
+})
