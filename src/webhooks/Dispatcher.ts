@@ -105,7 +105,7 @@ const outcomeOf = (verdict: Verdict, settled: boolean) =>
 const statusOf = (verdict: Verdict): SettledStatus =>
   verdict._tag === "Succeeded" ? "succeeded" : verdict._tag === "Retry" ? "pending" : "failed"
 
-/** A failure the loop waits out: the database may be back at the next poll. */
+/** The pause after repeated claims that found due rows locked by another process's claim. */
 const minWaitMs = 20
 
 export class WebhookDispatcher extends Context.Service<
@@ -262,6 +262,7 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
       perEndpoint,
       inFlight: perEndpointInFlight
     })
+    if (claimed.length > 0) dueButSkipped = 0
     for (const delivery of claimed) {
       inFlight++
       perEndpointInFlight.set(delivery.endpointId, (perEndpointInFlight.get(delivery.endpointId) ?? 0) + 1)
@@ -270,8 +271,14 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
     if (claimed.length === free) return 0 // there may be more: claim again once there is room
     const full = [...perEndpointInFlight].filter(([, count]) => count >= perEndpoint).map(([id]) => id)
     const next = yield* sql.nextDueAt(full)
-    return next === undefined ? undefined : Math.max(next.getTime() - now, minWaitMs)
+    if (next === undefined) return undefined
+    // Due now but not claimed: rows another process is claiming (SKIP LOCKED), or time moved on
+    // during this pass. Claim again at once, a few times, then give the other claim a moment.
+    if (next.getTime() <= (yield* Clock.currentTimeMillis)) return ++dueButSkipped <= 10 ? 0 : minWaitMs
+    dueButSkipped = 0
+    return next.getTime() - now
   })
+  let dueButSkipped = 0
 
   const pollMs = Duration.toMillis(pollInterval)
   const loop = Effect.gen(function* () {
