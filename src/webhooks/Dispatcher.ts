@@ -79,7 +79,8 @@ export interface DispatcherOptions {
 
 const metric = {
   deliveries: Metric.counter("webhook_deliveries_total", {
-    description: "Webhook attempts by outcome: succeeded, retried, failed (after the last step), gone (410: endpoint disabled), lease_lost (settled elsewhere)"
+    description:
+      "Webhook attempts by outcome: succeeded, retried, failed (after the last step), gone (410: endpoint disabled), lease_lost (settled elsewhere)"
   }),
   duration: Metric.histogram("webhook_attempt_duration_seconds", {
     description: "Duration of one webhook attempt (resolve, connect, answer, first KiB)",

@@ -47,7 +47,8 @@ export const resolveUnchecked: Resolve = (host) => {
   if (literal !== 0) return Effect.succeed({ address: host, family: literal as 4 | 6 })
   return Effect.callback<CheckedAddress, ResolveFailure>((resume) => {
     Dns.lookup(host, (error, address, family) => {
-      if (error !== null) resume(Effect.fail({ _tag: "HostUnresolvable", message: `${host}: ${error.code ?? error.message}` }))
+      if (error !== null)
+        resume(Effect.fail({ _tag: "HostUnresolvable", message: `${host}: ${error.code ?? error.message}` }))
       else resume(Effect.succeed({ address, family: family === 6 ? 6 : 4 }))
     })
   })

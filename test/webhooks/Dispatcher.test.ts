@@ -8,7 +8,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Clock, Effect, Layer, Queue } from "effect"
+import { Clock, Context, Effect, Exit, Fiber, Layer, Queue, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Webhook } from "standardwebhooks"
 import { DeliverySignal } from "../../src/webhooks/DeliverySignal.ts"
@@ -175,7 +175,10 @@ for (const database of testDatabases) {
               assert.strictEqual(request.headers["webhook-signature"], expectedSignature(endpoint.secret, request))
             }
             const timestamps = sent.map((r) => Number(r.headers["webhook-timestamp"]))
-            assert.isTrue(timestamps[0]! < timestamps[1]! && timestamps[1]! < timestamps[2]!, "each attempt its own time")
+            assert.isTrue(
+              timestamps[0]! < timestamps[1]! && timestamps[1]! < timestamps[2]!,
+              "each attempt its own time"
+            )
             const attempts = yield* attemptRows(delivery.id)
             assert.deepStrictEqual(
               attempts.map((a) => [a.number, a.status, a.response]),
@@ -360,10 +363,25 @@ for (const database of testDatabases) {
             const others = []
             for (let i = 0; i < 6; i++) others.push(yield* insertDelivery(answers.id))
             yield* wake
-            for (let i = 0; i < 6; i++) {
-              const report = yield* take(reports)
-              assert.strictEqual(report.endpointId, answers.id)
-            }
+            const starved = Effect.sync(() =>
+              assert.fail(`the other endpoint starved: ${receiver.inProgress("/hangs")} requests held on /hangs`)
+            )
+            yield* Effect.gen(function* () {
+              for (let i = 0; i < 6; i++) {
+                const report = yield* take(reports)
+                assert.strictEqual(report.endpointId, answers.id)
+              }
+            }).pipe(
+              // Real time: nothing else will ever answer if the bound is missing.
+              Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => starved }),
+              TestClock.withLive,
+              Effect.onError(() =>
+                Effect.sync(() => {
+                  hanging = false
+                  receiver.release()
+                })
+              )
+            )
             for (const delivery of others) assert.strictEqual((yield* deliveryRow(delivery.id)).status, "succeeded")
             assert.strictEqual(receiver.inProgress("/hangs"), 4, "4 held, never more")
             assert.strictEqual(receiver.on("/hangs").length, 4)
@@ -373,6 +391,43 @@ for (const database of testDatabases) {
             for (let i = 0; i < 10; i++) assert.strictEqual((yield* take(reports)).endpointId, hangs.id)
           })
         )
+      )
+
+      it.effect("shutdown: no new claims, and the attempt in flight finishes and settles", () =>
+        Effect.gen(function* () {
+          yield* TestClock.setTime(Date.now())
+          yield* clearWebhooks
+          const receiver = yield* makeReceiver(() => "hold")
+          const scope = yield* Scope.make()
+          const context = yield* Layer.buildWithScope(
+            WebhookDispatcher.layerWith(defaults).pipe(Layer.provideMerge(DeliverySignal.layer)),
+            scope
+          )
+          const inFlight = yield* insertEndpoint({ url: receiver.url("/in-flight") })
+          const later = yield* insertEndpoint({ url: receiver.url("/later") })
+          const sending = yield* insertDelivery(inFlight.id)
+          const due = yield* insertDelivery(later.id)
+          yield* PgClient.PgClient.use(
+            (sql) =>
+              sql`UPDATE webhook_deliveries SET next_attempt_at = next_attempt_at + interval '10 seconds'
+                  WHERE id = ${due.id}`
+          )
+          Context.get(context, DeliverySignal).wake()
+          yield* receiver.awaitCount(1)
+
+          const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+          // Were the claim loop still running, its timer would claim the second delivery now.
+          yield* TestClock.adjust("11 seconds")
+          receiver.release(204)
+          yield* Fiber.join(closing)
+          assert.strictEqual((yield* deliveryRow(sending.id)).status, "succeeded", "the attempt in flight settled")
+          const untouched = yield* deliveryRow(due.id)
+          assert.deepStrictEqual(
+            [untouched.status, untouched.attempt_count, untouched.lease_token],
+            ["pending", 0, null]
+          )
+          assert.lengthOf(receiver.on("/later"), 0)
+        }).pipe(Effect.provide(testClock))
       )
 
       it.effect("a settlement after the lease passed to another claim changes nothing (fenced by lease_token)", () =>
