@@ -11,6 +11,8 @@
  *                OutboxRelay (start-up recovery, backlog, uncertain outcomes)
  *                           ▼
  *                     FormulaIntake
+ *
+ *   database ─► DeliverySignal ─► WebhookDispatcher (claims due webhook deliveries; its own fibers)
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Layer } from "effect"
@@ -23,6 +25,9 @@ import { MessageQueue, type MessageQueueOptions } from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
 import { FormulaStore, type GroupCommitSettings } from "./store/FormulaStore.ts"
 import { databaseChoice, type Settings } from "./Settings.ts"
+import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
+import { type DispatcherOptions, WebhookDispatcher } from "./webhooks/Dispatcher.ts"
+import { type Resolve, resolveUnchecked } from "./webhooks/Sender.ts"
 
 export type RuntimeServices =
   | FormulaIntake
@@ -31,6 +36,14 @@ export type RuntimeServices =
   | FingerprintCache
   | IdempotencyKeys
   | OutboxRelay
+  | DeliverySignal
+  | WebhookDispatcher
+
+/**
+ * How the webhook dispatcher resolves and checks an endpoint's host before each attempt.
+ * MERGE: SsrfGuard.resolveAllowed (src/webhooks/SsrfGuard.ts) replaces this unchecked lookup.
+ */
+const resolveEndpoint: Resolve = resolveUnchecked
 
 /** Acked messages settle their outbox row; purged dead letters too. */
 const settleHooks = {
@@ -49,6 +62,8 @@ export interface RuntimeOptions {
   readonly groupCommit?: GroupCommitSettings | undefined
   /** How long Idempotency-Keys are kept; default: from IDEMPOTENCY_KEY_TTL_HOURS (24 h). */
   readonly idempotencyKeyTtl?: Duration.Input | undefined
+  /** The webhook dispatcher; default: from WEBHOOK_* (the host check is always `resolveEndpoint`). */
+  readonly webhooks?: Omit<DispatcherOptions, "resolve"> | undefined
 }
 
 /** The runtime on a given (migrated) database. */
@@ -72,10 +87,14 @@ export const layerWith = <E, R>(
     options.idempotencyKeyTtl === undefined
       ? IdempotencyKeys.layerNoDeps
       : IdempotencyKeys.layerWith({ ttl: options.idempotencyKeyTtl })
-  return FormulaIntake.layerNoDeps.pipe(
+  const dispatcher =
+    options.webhooks === undefined
+      ? WebhookDispatcher.layerConfig(resolveEndpoint)
+      : WebhookDispatcher.layerWith({ ...options.webhooks, resolve: resolveEndpoint })
+  return Layer.mergeAll(FormulaIntake.layerNoDeps, dispatcher).pipe(
     Layer.provideMerge(relay),
     Layer.provideMerge(Layer.mergeAll(queue, cache)),
-    Layer.provideMerge(Layer.mergeAll(store, keys)),
+    Layer.provideMerge(Layer.mergeAll(store, keys, DeliverySignal.layer)),
     Layer.provide(database)
   )
 }
@@ -98,5 +117,11 @@ export const layerFromSettings = (settings: Settings) =>
       linger: settings.groupCommitLingerMs,
       workers: settings.groupCommitWorkers
     },
-    idempotencyKeyTtl: Duration.hours(settings.idempotencyKeyTtlHours)
+    idempotencyKeyTtl: Duration.hours(settings.idempotencyKeyTtlHours),
+    webhooks: {
+      schedule: settings.webhookRetrySchedule,
+      concurrency: settings.webhookConcurrency,
+      disableAfter: Duration.hours(settings.webhookDisableAfterHours),
+      allowPrivateNetworks: settings.webhookAllowPrivateNetworks
+    }
   })

@@ -121,24 +121,26 @@ export class WebhookDispatcher extends Context.Service<
   ): Layer.Layer<WebhookDispatcher, never, PgClient.PgClient | DeliverySignal> =>
     Layer.effect(WebhookDispatcher, make(options))
 
-  /** Settings from WEBHOOK_*; unchecked DNS (no SSRF guard): give `resolve` through `layerWith` in a service. */
-  static readonly layerConfig = Layer.unwrap(
-    Effect.map(
-      Config.all({
-        schedule: WebhookRetrySchedule.config,
-        concurrency: WebhookConcurrency.config,
-        disableAfterHours: WebhookDisableAfterHours.config,
-        allowPrivateNetworks: WebhookAllowPrivateNetworks.config
-      }),
-      (settings) =>
-        WebhookDispatcher.layerWith({
-          schedule: settings.schedule,
-          concurrency: settings.concurrency,
-          disableAfter: Duration.hours(settings.disableAfterHours),
-          allowPrivateNetworks: settings.allowPrivateNetworks
-        })
+  /** Settings from WEBHOOK_*; `resolve` checks endpoint hosts (SsrfGuard.resolveAllowed in the service). */
+  static readonly layerConfig = (resolve: Resolve) =>
+    Layer.unwrap(
+      Effect.map(
+        Config.all({
+          schedule: WebhookRetrySchedule.config,
+          concurrency: WebhookConcurrency.config,
+          disableAfterHours: WebhookDisableAfterHours.config,
+          allowPrivateNetworks: WebhookAllowPrivateNetworks.config
+        }),
+        (settings) =>
+          WebhookDispatcher.layerWith({
+            schedule: settings.schedule,
+            concurrency: settings.concurrency,
+            disableAfter: Duration.hours(settings.disableAfterHours),
+            allowPrivateNetworks: settings.allowPrivateNetworks,
+            resolve
+          })
+      )
     )
-  )
 }
 
 const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
