@@ -49,6 +49,7 @@ export type SettledStatus = "pending" | "succeeded" | "failed"
 
 export interface Settlement {
   readonly deliveryId: string
+  readonly endpointId: string
   readonly leaseToken: string
   readonly status: SettledStatus
   /** Set iff `status` is pending. */
@@ -93,22 +94,32 @@ export const makeDeliverySql = (sql: PgClient.PgClient) => {
     readonly limit: number
     readonly perEndpoint: number
     readonly inFlight: ReadonlyMap<string, number>
-  }) =>
-    Effect.map(
+  }) => {
+    const full = [...options.inFlight].filter(([, n]) => n >= options.perEndpoint).map(([id]) => id)
+    return Effect.map(
       sql<ClaimedRow>`
         WITH busy AS (
           SELECT * FROM unnest(${uuids([...options.inFlight.keys()])}, ${ints([...options.inFlight.values()])})
             AS b (endpoint_id, in_flight)
+        ), due AS (
+          -- The soonest due deliveries of endpoints with room (those without are skipped, not ranked), a
+          -- bounded window: ranking every due row would cost as much as the backlog on every claim.
+          SELECT d.id, d.endpoint_id, d.next_attempt_at, d.seq
+            FROM webhook_deliveries d
+            JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
+           WHERE d.status = 'pending' AND d.next_attempt_at <= ${options.now}
+             AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= ${options.now})
+             AND NOT (d.endpoint_id = ANY (${uuids(full)}))
+           ORDER BY d.next_attempt_at, d.seq
+           LIMIT ${options.limit * options.perEndpoint}
         ), candidates AS (
+          -- At most perEndpoint per endpoint, counting its attempts in flight here. An endpoint with more
+          -- due than that fills up; it is skipped by the next claim, which then reaches the others.
           SELECT id FROM (
-            SELECT d.id, d.next_attempt_at, d.seq,
-                   row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.seq)
+            SELECT due.id, due.next_attempt_at, due.seq,
+                   row_number() OVER (PARTITION BY due.endpoint_id ORDER BY due.next_attempt_at, due.seq)
                      + COALESCE(b.in_flight, 0) AS slot
-              FROM webhook_deliveries d
-              JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
-              LEFT JOIN busy b ON b.endpoint_id = d.endpoint_id
-             WHERE d.status = 'pending' AND d.next_attempt_at <= ${options.now}
-               AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= ${options.now})
+              FROM due LEFT JOIN busy b ON b.endpoint_id = due.endpoint_id
           ) ranked
           WHERE slot <= ${options.perEndpoint}
           ORDER BY next_attempt_at, seq
@@ -143,6 +154,7 @@ export const makeDeliverySql = (sql: PgClient.PgClient) => {
           }))
           .sort((a, b) => a.dueAt.getTime() - b.dueAt.getTime())
     )
+  }
 
   /**
    * Records the attempt and settles the delivery — only while `leaseToken` is

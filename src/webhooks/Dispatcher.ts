@@ -28,7 +28,20 @@
  * comes from Effect's Clock; tests drive it with TestClock.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Clock, Config, Context, Duration, Effect, Fiber, FiberSet, Latch, Layer, Metric, Random } from "effect"
+import {
+  Clock,
+  Config,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Fiber,
+  FiberSet,
+  Latch,
+  Layer,
+  Metric,
+  Random
+} from "effect"
 import { randomUUID } from "node:crypto"
 import { counterFamily, registerGaugeReading } from "../observability/Counters.ts"
 import {
@@ -38,7 +51,7 @@ import {
   WebhookRetrySchedule
 } from "../Settings.ts"
 import { DeliverySignal } from "./DeliverySignal.ts"
-import { type ClaimedDelivery, makeDeliverySql, type SettledStatus } from "./DeliverySql.ts"
+import { type ClaimedDelivery, makeDeliverySql, type SettledStatus, type Settlement } from "./DeliverySql.ts"
 import { judge, type Verdict } from "./RetryPolicy.ts"
 import { type AttemptResult, closeAgents, makeAgents, type Resolve, resolveUnchecked, send } from "./Sender.ts"
 import { liveSecrets, signedHeaders } from "./Signature.ts"
@@ -144,12 +157,14 @@ export class WebhookDispatcher extends Context.Service<
 }
 
 const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
-  const sql = makeDeliverySql(yield* PgClient.PgClient)
+  const sqlClient = yield* PgClient.PgClient
+  const sql = makeDeliverySql(sqlClient)
   const signal = yield* DeliverySignal
   const timeout = Duration.fromInputUnsafe(options.timeout ?? Duration.seconds(15))
   const leaseMs = Duration.toMillis(timeout) + 30_000
   const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? Duration.seconds(2))
   const perEndpoint = options.perEndpoint ?? 4
+  const claimBatch = Math.max(1, Math.floor(options.concurrency / 8))
   const disableAfterMs = Duration.toMillis(options.disableAfter)
   const agents = makeAgents()
   yield* Effect.addFinalizer(() => Effect.sync(() => closeAgents(agents)))
@@ -175,11 +190,52 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
   // In-flight attempts, in total and per endpoint: the claim asks only for what fits.
   let inFlight = 0
   const perEndpointInFlight = new Map<string, number>()
-  const slotFreed = Latch.makeUnsafe(false)
+  /** Opened when a slot frees or a delivery settles: the claim loop looks again. */
+  const recheck = Latch.makeUnsafe(false)
   const attempts = yield* FiberSet.make<void, never>()
 
-  const attempt = (delivery: ClaimedDelivery, leaseToken: string) =>
-    Effect.gen(function* () {
+  // Settlements are written in batches, one transaction each (a group commit): one commit per
+  // attempt was what bounded throughput. Sorted by endpoint, so concurrent batches (other
+  // processes) lock endpoint rows in one order and cannot deadlock. A batch that fails fails
+  // all its attempts' settlements: their leases lapse and they are attempted again.
+  const queued: Array<{ readonly settlement: Settlement; readonly done: Deferred.Deferred<boolean, unknown> }> = []
+  const settlementsQueued = Latch.makeUnsafe(false)
+  const settle = (settlement: Settlement) =>
+    Effect.suspend(() => {
+      const done = Deferred.makeUnsafe<boolean, unknown>()
+      queued.push({ settlement, done })
+      settlementsQueued.openUnsafe()
+      return Deferred.await(done)
+    })
+  const settleWriter = Effect.gen(function* () {
+    while (true) {
+      yield* settlementsQueued.await
+      settlementsQueued.closeUnsafe()
+      while (queued.length > 0) {
+        const batch = queued.splice(0, 100)
+        batch.sort((a, b) => (a.settlement.endpointId < b.settlement.endpointId ? -1 : 1))
+        const exit = yield* Effect.exit(
+          sqlClient.withTransaction(Effect.forEach(batch, ({ settlement }) => sql.settle(settlement)))
+        )
+        batch.forEach(({ done }, i) =>
+          Deferred.doneUnsafe(done, exit._tag === "Success" ? Effect.succeed(exit.value[i]!) : Effect.fail(exit.cause))
+        )
+      }
+    }
+  })
+
+  const attempt = (delivery: ClaimedDelivery, leaseToken: string) => {
+    let released = false
+    const releaseSlot = () => {
+      if (released) return
+      released = true
+      inFlight--
+      const left = (perEndpointInFlight.get(delivery.endpointId) ?? 1) - 1
+      if (left === 0) perEndpointInFlight.delete(delivery.endpointId)
+      else perEndpointInFlight.set(delivery.endpointId, left)
+      recheck.openUnsafe()
+    }
+    return Effect.gen(function* () {
       const startedAt = yield* Clock.currentTimeMillis
       const headers = signedHeaders({
         eventId: delivery.eventId,
@@ -188,6 +244,9 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
         nowMs: startedAt
       })
       const result = yield* send({ url: delivery.url, body: delivery.body, headers }, sendOptions)
+      // The request is over: its slot is free for the next one while this one is recorded
+      // (the delivery stays leased until then, so no claim takes it meanwhile).
+      releaseSlot()
       const endedAt = yield* Clock.currentTimeMillis
       const attemptsMade = delivery.attemptCount + 1
       const verdict = judge({
@@ -197,8 +256,9 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
         nowMs: endedAt,
         random: yield* Random.next
       })
-      const settled = yield* sql.settle({
+      const settled = yield* settle({
         deliveryId: delivery.id,
+        endpointId: delivery.endpointId,
         leaseToken,
         status: statusOf(verdict),
         nextAttemptAt: verdict._tag === "Retry" ? new Date(endedAt + verdict.delayMs) : null,
@@ -217,6 +277,8 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
             ? "the endpoint answered 410 Gone"
             : `failing without a success for ${Duration.format(Duration.millis(disableAfterMs))}`
       })
+      // The delivery's next due time (or none) is now in the database: the claim loop's timer must see it.
+      recheck.openUnsafe()
       countOutcome(outcomeOf(verdict, settled))
       yield* Metric.update(metric.duration, (endedAt - startedAt) / 1000)
       if (!settled) {
@@ -240,21 +302,15 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
       Effect.catch((error) =>
         Effect.logWarning("webhook attempt not recorded (database unavailable); retried after its lease", error)
       ),
-      Effect.ensuring(
-        Effect.sync(() => {
-          inFlight--
-          const left = (perEndpointInFlight.get(delivery.endpointId) ?? 1) - 1
-          if (left === 0) perEndpointInFlight.delete(delivery.endpointId)
-          else perEndpointInFlight.set(delivery.endpointId, left)
-          slotFreed.openUnsafe()
-        })
-      )
+      Effect.ensuring(Effect.sync(releaseSlot))
     )
+  }
 
   /** One claim, and its attempts started; returns how long to wait before the next (undefined: until woken). */
   const claimAndStart = Effect.gen(function* () {
     const free = options.concurrency - inFlight
-    if (free <= 0) return undefined
+    // Under load, claim for several freed slots at once rather than one statement per finished attempt.
+    if (free <= 0 || (inFlight > 0 && free < claimBatch)) return undefined
     const now = yield* Clock.currentTimeMillis
     const leaseToken = randomUUID()
     const claimed = yield* sql.claimDue({
@@ -286,7 +342,7 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
   const pollMs = Duration.toMillis(pollInterval)
   const loop = Effect.gen(function* () {
     while (true) {
-      slotFreed.closeUnsafe()
+      recheck.closeUnsafe()
       const wait = yield* claimAndStart.pipe(
         Effect.catch((error) =>
           Effect.as(Effect.logWarning("webhook dispatcher: database unavailable; will retry", error), pollMs)
@@ -295,7 +351,7 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
       if (wait === 0) continue
       yield* Effect.raceAll([
         signal.waitForWake,
-        slotFreed.await,
+        recheck.await,
         Effect.sleep(Duration.millis(Math.min(wait ?? pollMs, pollMs)))
       ])
     }
@@ -315,6 +371,7 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
 
   const loopFiber = yield* Effect.forkScoped(loop)
   yield* Effect.forkScoped(refreshGauges)
+  yield* Effect.forkScoped(settleWriter)
   // Runs before the fibers' own finalizers (registered earlier): stop claiming, then let attempts finish.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function* () {
