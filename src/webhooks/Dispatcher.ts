@@ -119,6 +119,9 @@ const outcomeOf = (verdict: Verdict, settled: boolean) =>
 const statusOf = (verdict: Verdict): SettledStatus =>
   verdict._tag === "Succeeded" ? "succeeded" : verdict._tag === "Retry" ? "pending" : "failed"
 
+/** Transactions writing settlements at once. */
+const settleWriters = 3
+
 /** The pause after repeated claims that found due rows locked by another process's claim. */
 const minWaitMs = 20
 
@@ -189,6 +192,8 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
 
   // In-flight attempts, in total and per endpoint: the claim asks only for what fits.
   let inFlight = 0
+  /** Claimed and not yet settled (in flight, or waiting for their settlement to be written). */
+  let unsettled = 0
   const perEndpointInFlight = new Map<string, number>()
   /** Opened when a slot frees or a delivery settles: the claim loop looks again. */
   const recheck = Latch.makeUnsafe(false)
@@ -302,13 +307,21 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
       Effect.catch((error) =>
         Effect.logWarning("webhook attempt not recorded (database unavailable); retried after its lease", error)
       ),
-      Effect.ensuring(Effect.sync(releaseSlot))
+      Effect.ensuring(
+        Effect.sync(() => {
+          releaseSlot()
+          unsettled--
+          recheck.openUnsafe()
+        })
+      )
     )
   }
 
   /** One claim, and its attempts started; returns how long to wait before the next (undefined: until woken). */
   const claimAndStart = Effect.gen(function* () {
-    const free = options.concurrency - inFlight
+    // Requests end before their settlement is written; no more than `concurrency` may wait for that,
+    // so a slow database slows claiming instead of letting leases lapse on unrecorded attempts.
+    const free = Math.min(options.concurrency - inFlight, 2 * options.concurrency - unsettled)
     // Under load, claim for several freed slots at once rather than one statement per finished attempt.
     if (free <= 0 || (inFlight > 0 && free < claimBatch)) return undefined
     const now = yield* Clock.currentTimeMillis
@@ -324,6 +337,7 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
     if (claimed.length > 0) dueButSkipped = 0
     for (const delivery of claimed) {
       inFlight++
+      unsettled++
       perEndpointInFlight.set(delivery.endpointId, (perEndpointInFlight.get(delivery.endpointId) ?? 0) + 1)
       yield* FiberSet.run(attempts, attempt(delivery, leaseToken))
     }
@@ -371,7 +385,9 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
 
   const loopFiber = yield* Effect.forkScoped(loop)
   yield* Effect.forkScoped(refreshGauges)
-  yield* Effect.forkScoped(settleWriter)
+  // A few writers, so one batch's round trips do not hold up the next; each batch locks endpoint rows in
+  // the same (sorted) order, so they wait for each other at worst.
+  for (let i = 0; i < settleWriters; i++) yield* Effect.forkScoped(settleWriter)
   // Runs before the fibers' own finalizers (registered earlier): stop claiming, then let attempts finish.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function* () {
