@@ -13,6 +13,12 @@
  *       └──── wakes on: DeliverySignal.wake() (a commit in this process), ◄─────┘ a slot freed,
  *             the next known due time (a timer), the poll interval (rows of other processes)
  *
+ * Settlements are written in batches (one transaction per batch, a few writers),
+ * and a request's slot frees when its answer is in, before its settlement is
+ * written: one commit per attempt held every slot for a round trip to the
+ * database. At most 2 × `concurrency` deliveries are claimed and unsettled, so
+ * a slow database slows claiming rather than letting leases lapse.
+ *
  * Bounds: at most `concurrency` attempts at once in the process, at most
  * `perEndpoint` (4) per endpoint — the claim itself leaves out deliveries of an
  * endpoint that has no room — so one hanging endpoint holds at most 4 slots and
