@@ -2,7 +2,7 @@
  * HTTP submission benchmark (`npm run bench`).
  *
  *   node scripts/bench.ts [--quick] [--write | --no-write] [--levels=1,16,64] [--duration=6] [--warmup=2]
- *                         [--only=access-log]
+ *                         [--only=access-log | --only=webhooks]
  *
  * Starts the service (`node src/main.ts`) as a child process on a free port,
  * once on PostgreSQL (a fresh database `bench_<pid>`, created and dropped here)
@@ -24,6 +24,12 @@
  * their throughputs (on / off, medians), and of the server's CPU time per
  * request, go between the `<!-- bench:access-log -->` markers.
  * `--only=access-log` measures that alone (needs wrk, not PostgreSQL).
+ *
+ * The webhook dispatcher (scripts/bench/webhooks.ts): deliveries/s to a local
+ * receiver answering 204, as a ratio to a bare `fetch` loop posting the same
+ * bodies at the same concurrency, and p99 from due to sent; between the
+ * `<!-- bench:webhooks -->` markers. `--only=webhooks` measures that alone
+ * (needs PostgreSQL and psql, not wrk).
  *
  * Prints a Markdown section; a full run writes it between the
  * `<!-- bench:http -->` markers of BENCHMARKS.md and draws BENCHMARKS-chart.svg.
@@ -75,6 +81,7 @@ import { backgroundLoad, type CpuUse, measureCpu, setOwnDatabase } from "./bench
 import { cleanup, installSignalHandlers, onCleanup, removeDir, run, runOk, tail } from "./bench/processes.ts"
 import { post, repoRoot, type RunningServer, startBareServer, startService } from "./bench/servers.ts"
 import { runWrk, type WrkLoad, type WrkResult, writeFixedRequests } from "./bench/wrk.ts"
+import { renderWebhookSection, webhookBench, type WebhookBenchResult } from "./bench/webhooks.ts"
 
 // --- options -----------------------------------------------------------------------
 
@@ -82,15 +89,16 @@ const argv = process.argv.slice(2)
 const flag = (name: string) => argv.includes(`--${name}`)
 const option = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
 for (const arg of argv) {
-  if (!/^--(quick|write|no-write|levels=[\d,]+|duration=\d+|warmup=\d+|only=access-log)$/.test(arg)) {
+  if (!/^--(quick|write|no-write|levels=[\d,]+|duration=\d+|warmup=\d+|only=(access-log|webhooks))$/.test(arg)) {
     console.error(
-      `unknown argument ${arg}\nusage: node scripts/bench.ts [--quick] [--write|--no-write] [--levels=1,16,64] [--duration=S] [--warmup=S] [--only=access-log]`
+      `unknown argument ${arg}\nusage: node scripts/bench.ts [--quick] [--write|--no-write] [--levels=1,16,64] [--duration=S] [--warmup=S] [--only=access-log|--only=webhooks]`
     )
     process.exit(2)
   }
 }
 const quick = flag("quick")
 const onlyAccessLog = option("only") === "access-log"
+const onlyWebhooks = option("only") === "webhooks"
 const levels = (option("levels") ?? "1,16,64").split(",").map(Number)
 const durationS = Number(option("duration") ?? (quick ? 1 : 6))
 const warmupS = Number(option("warmup") ?? 1 + (quick ? 0 : 1))
@@ -1118,11 +1126,40 @@ const accessLogOnly = async (tmp: string) => {
   }
 }
 
+/** The webhook dispatcher's section: measured, printed, written (BENCHMARKS.md with --write or a full run). */
+const webhooksPhase = async (tmp: string, m: Awaited<ReturnType<typeof basicMachine>>) => {
+  setOwnDatabase(undefined)
+  const result: WebhookBenchResult = await webhookBench({ adminUrl, runId, tmp, quick, log })
+  const section = renderWebhookSection(m, result, process.argv.slice(2).join(" "))
+  const scratch = join(repoRoot, ".bench")
+  mkdirSync(scratch, { recursive: true })
+  writeFileSync(join(scratch, "bench-webhooks.json"), JSON.stringify({ machine: m, result }, null, 2))
+  return section
+}
+
+/** `--only=webhooks`: the webhook dispatcher alone. */
+const webhooksOnly = async (tmp: string) => {
+  const m = await basicMachine()
+  log(`bench: the webhook dispatcher; ${m.cores} × ${m.cpu}, Node ${m.node}`)
+  const section = await webhooksPhase(tmp, m)
+  log("")
+  log(section)
+  if (write) {
+    writeSection(join(repoRoot, "BENCHMARKS.md"), "webhooks", section)
+    log("\nwrote BENCHMARKS.md (bench:webhooks section)")
+  } else {
+    writeFileSync(join(repoRoot, ".bench", "bench-webhooks.md"), section + "\n")
+    log("\nwrote .bench/bench-webhooks.md (BENCHMARKS.md untouched; --write to update it)")
+  }
+}
+
 const main = async () => {
   const major = Number(process.versions.node.split(".")[0])
   if (major < 24)
     throw new Error(`Node ${process.version}: run through \`npm run bench\` so the project's Node 24 is used`)
-  const missing = (onlyAccessLog ? ["wrk"] : ["wrk", "pgbench", "psql"]).filter((c) => !onPath(c))
+  const missing = (onlyAccessLog ? ["wrk"] : onlyWebhooks ? ["psql"] : ["wrk", "pgbench", "psql"]).filter(
+    (c) => !onPath(c)
+  )
   if (missing.length > 0) {
     throw new Error(
       `missing ${missing.join(", ")} on PATH (Debian: apt-get install -y ${missing.includes("wrk") ? "wrk " : ""}${missing.some((c) => c !== "wrk") ? "postgresql-client" : ""})`
@@ -1136,6 +1173,10 @@ const main = async () => {
     await accessLogOnly(tmp)
     return
   }
+  if (onlyWebhooks) {
+    await webhooksOnly(tmp)
+    return
+  }
   const m = await machine()
   log(
     `bench: ${durationS} s per cell after ${warmupS} s warm-up, concurrency ${levels.join(", ")}; ${m.cores} × ${m.cpu}, Node ${m.node}, PostgreSQL ${m.pg.version}`
@@ -1143,6 +1184,7 @@ const main = async () => {
   await postgresPhase(tmp)
   await pglitePhase(tmp)
   await accessLogPhase(tmp)
+  const webhooksSection = await webhooksPhase(tmp, m)
   const totalS = (performance.now() - began) / 1000
   const section = renderSection(m, totalS)
   const accessLogSection = renderAccessLogSection(m)
@@ -1172,13 +1214,16 @@ const main = async () => {
   log(section)
   log("")
   log(accessLogSection)
+  log("")
+  log(webhooksSection)
   if (write) {
     writeSection(join(repoRoot, "BENCHMARKS.md"), "http", section)
     writeSection(join(repoRoot, "BENCHMARKS.md"), "access-log", accessLogSection)
+    writeSection(join(repoRoot, "BENCHMARKS.md"), "webhooks", webhooksSection)
     writeFileSync(join(repoRoot, "BENCHMARKS-chart.svg"), svg)
     log("\nwrote BENCHMARKS.md (bench:http and bench:access-log sections) and BENCHMARKS-chart.svg")
   } else {
-    writeFileSync(join(scratch, "bench-http.md"), section + "\n\n" + accessLogSection + "\n")
+    writeFileSync(join(scratch, "bench-http.md"), section + "\n\n" + accessLogSection + "\n\n" + webhooksSection + "\n")
     writeFileSync(join(scratch, "BENCHMARKS-chart.svg"), svg)
     log(`\nwrote .bench/bench-http.md and .bench/BENCHMARKS-chart.svg (BENCHMARKS.md untouched; --write to update it)`)
   }

@@ -13,6 +13,7 @@
  *                     FormulaIntake
  *
  *   WebhookEndpoints (the endpoint API) and FormulaIntake wake DeliverySignal after writing deliveries.
+ *   database ─► DeliverySignal ─► WebhookDispatcher (claims due webhook deliveries; its own fibers)
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
@@ -34,6 +35,8 @@ import { FormulaStore, type GroupCommitSettings, type SettleOutcome } from "./st
 import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
 import { databaseChoice, type Settings } from "./Settings.ts"
 import { WebhookEndpoints } from "./webhooks/WebhookEndpoints.ts"
+import { type DispatcherOptions, WebhookDispatcher } from "./webhooks/Dispatcher.ts"
+import { resolveAllowed } from "./webhooks/SsrfGuard.ts"
 
 export type RuntimeServices =
   | FormulaIntake
@@ -44,6 +47,7 @@ export type RuntimeServices =
   | OutboxRelay
   | DeliverySignal
   | WebhookEndpoints
+  | WebhookDispatcher
 
 /**
  * The queue's hooks into the outbox: an ack settles its row with the result
@@ -96,8 +100,13 @@ export interface RuntimeOptions {
   readonly groupCommit?: GroupCommitSettings | undefined
   /** How long Idempotency-Keys are kept; default: from IDEMPOTENCY_KEY_TTL_HOURS (24 h). */
   readonly idempotencyKeyTtl?: Duration.Input | undefined
-  /** Webhook endpoints may resolve to private addresses; default: from WEBHOOK_ALLOW_PRIVATE_NETWORKS (false). */
+  /**
+   * Webhook endpoints may resolve to private addresses (registration); default: `webhooks.allowPrivateNetworks`,
+   * else WEBHOOK_ALLOW_PRIVATE_NETWORKS (false).
+   */
   readonly webhookAllowPrivateNetworks?: boolean | undefined
+  /** The webhook dispatcher; default: from WEBHOOK_* (the host check is always SsrfGuard's). */
+  readonly webhooks?: Omit<DispatcherOptions, "resolve"> | undefined
 }
 
 /** The runtime on a given (migrated) database. */
@@ -121,11 +130,17 @@ export const layerWith = <E, R>(
     options.idempotencyKeyTtl === undefined
       ? IdempotencyKeys.layerNoDeps
       : IdempotencyKeys.layerWith({ ttl: options.idempotencyKeyTtl })
+  const allowPrivateNetworks = options.webhookAllowPrivateNetworks ?? options.webhooks?.allowPrivateNetworks
   const webhooks =
-    options.webhookAllowPrivateNetworks === undefined
+    allowPrivateNetworks === undefined
       ? WebhookEndpoints.layerNoDeps
-      : WebhookEndpoints.layerWith({ allowPrivateNetworks: options.webhookAllowPrivateNetworks })
-  return FormulaIntake.layerNoDeps.pipe(
+      : WebhookEndpoints.layerWith({ allowPrivateNetworks })
+  // Registration and every attempt check the endpoint's addresses with the same guard (SsrfGuard.ts).
+  const dispatcher =
+    options.webhooks === undefined
+      ? WebhookDispatcher.layerConfig(resolveAllowed)
+      : WebhookDispatcher.layerWith({ ...options.webhooks, resolve: resolveAllowed })
+  return Layer.mergeAll(FormulaIntake.layerNoDeps, dispatcher).pipe(
     Layer.provideMerge(relay),
     Layer.provideMerge(Layer.mergeAll(queue, cache, webhooks)),
     Layer.provideMerge(Layer.mergeAll(store, keys, DeliverySignal.layer)),
@@ -152,5 +167,11 @@ export const layerFromSettings = (settings: Settings) =>
       workers: settings.groupCommitWorkers
     },
     idempotencyKeyTtl: Duration.hours(settings.idempotencyKeyTtlHours),
-    webhookAllowPrivateNetworks: settings.webhookAllowPrivateNetworks
+    webhookAllowPrivateNetworks: settings.webhookAllowPrivateNetworks,
+    webhooks: {
+      schedule: settings.webhookRetrySchedule,
+      concurrency: settings.webhookConcurrency,
+      disableAfter: Duration.hours(settings.webhookDisableAfterHours),
+      allowPrivateNetworks: settings.webhookAllowPrivateNetworks
+    }
   })

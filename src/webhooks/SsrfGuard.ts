@@ -27,12 +27,21 @@ export class AddressRefused extends Schema.TaggedError<AddressRefused>()("Addres
   host: Schema.String,
   address: Schema.String,
   reason: Schema.String
-}) {}
+}) {
+  // What an attempt's log shows when the guard refuses at delivery time.
+  override get message() {
+    return `${this.host} resolves to ${this.address} (${this.reason}), which webhooks may not reach`
+  }
+}
 
 export class HostUnresolvable extends Schema.TaggedError<HostUnresolvable>()("HostUnresolvable", {
   host: Schema.String,
   reason: Schema.String
-}) {}
+}) {
+  override get message() {
+    return `${this.host} does not resolve: ${this.reason}`
+  }
+}
 
 export interface ResolvedAddress {
   readonly address: string
