@@ -20,25 +20,36 @@ const { values: options } = parseArgs({
     url: { type: "string", default: process.env["FORMULAS_URL"] ?? "http://localhost:8080" },
     "delay-ms": { type: "string", default: "0" },
     "visibility-ms": { type: "string", default: "30000" },
+    "poll-wait-ms": { type: "string", default: "20000" },
     "exit-when-idle": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false }
   }
 })
 if (options.help) {
-  console.log(`usage: npx node examples/worker.ts [--url URL] [--delay-ms N] [--visibility-ms N] [--exit-when-idle]
+  console.log(`usage: npx node examples/worker.ts [--url URL] [--delay-ms N] [--visibility-ms N] [--poll-wait-ms N] [--exit-when-idle]
 
   --url             the service (default FORMULAS_URL or http://localhost:8080)
   --delay-ms        work this long on each message, to be slow on purpose (default 0)
   --visibility-ms   how long a received message stays invisible to others (default 30000);
                     the worker extends it while it works
+  --poll-wait-ms    how long one long poll waits for a message (default 20000, the most the service allows)
   --exit-when-idle  exit when a long poll comes back empty`)
   process.exit(0)
 }
 const base = options.url.replace(/\/+$/, "")
 const delayMs = Number(options["delay-ms"])
 const visibilityMs = Number(options["visibility-ms"])
-if (!Number.isInteger(delayMs) || delayMs < 0 || !Number.isInteger(visibilityMs) || visibilityMs < 1000) {
-  console.error("--delay-ms must be a whole number ≥ 0 and --visibility-ms one ≥ 1000")
+const pollWaitMs = Number(options["poll-wait-ms"])
+if (
+  !Number.isInteger(delayMs) ||
+  delayMs < 0 ||
+  !Number.isInteger(visibilityMs) ||
+  visibilityMs < 1000 ||
+  !Number.isInteger(pollWaitMs) ||
+  pollWaitMs < 0 ||
+  pollWaitMs > 20_000
+) {
+  console.error("--delay-ms must be a whole number ≥ 0, --visibility-ms one ≥ 1000, --poll-wait-ms one from 0 to 20000")
   process.exit(2)
 }
 
@@ -125,7 +136,11 @@ console.log(`worker polling ${base} (delay ${delayMs} ms)`)
 while (!stopping) {
   let deliveries: ReadonlyArray<Delivery>
   try {
-    const response = await call("POST", "/queue/receive", { max: 1, visibilityTimeoutMs: visibilityMs, waitMs: 20_000 })
+    const response = await call("POST", "/queue/receive", {
+      max: 1,
+      visibilityTimeoutMs: visibilityMs,
+      waitMs: pollWaitMs
+    })
     deliveries = ((await response.json()) as { messages: ReadonlyArray<Delivery> }).messages
   } catch (error) {
     console.error(`receive: ${error}; retrying in 2 s`)
