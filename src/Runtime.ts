@@ -10,7 +10,8 @@
  *                           ▼
  *                OutboxRelay (start-up recovery, backlog, uncertain outcomes)
  *                           ▼
- *                     FormulaIntake
+ *                     FormulaIntake ◄── SubmissionCounters (duplicates, invalids; flushed per minute)
+ *                                              └─► SubmissionStats (GET /stats/…)
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Layer } from "effect"
@@ -23,6 +24,8 @@ import { MessageQueue, type MessageQueueOptions } from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
 import { FormulaStore, type GroupCommitSettings } from "./store/FormulaStore.ts"
 import { databaseChoice, type Settings } from "./Settings.ts"
+import { SubmissionCounters } from "./stats/SubmissionCounters.ts"
+import { SubmissionStats } from "./stats/SubmissionStats.ts"
 
 export type RuntimeServices =
   | FormulaIntake
@@ -31,6 +34,8 @@ export type RuntimeServices =
   | FingerprintCache
   | IdempotencyKeys
   | OutboxRelay
+  | SubmissionCounters
+  | SubmissionStats
 
 /** Acked messages settle their outbox row; purged dead letters too. */
 const settleHooks = {
@@ -49,6 +54,8 @@ export interface RuntimeOptions {
   readonly groupCommit?: GroupCommitSettings | undefined
   /** How long Idempotency-Keys are kept; default: from IDEMPOTENCY_KEY_TTL_HOURS (24 h). */
   readonly idempotencyKeyTtl?: Duration.Input | undefined
+  /** How often duplicate / invalid counts are written to the statistics; default 1 s. `false`: not counted at all. */
+  readonly statsFlushInterval?: Duration.Input | false | undefined
 }
 
 /** The runtime on a given (migrated) database. */
@@ -72,7 +79,12 @@ export const layerWith = <E, R>(
     options.idempotencyKeyTtl === undefined
       ? IdempotencyKeys.layerNoDeps
       : IdempotencyKeys.layerWith({ ttl: options.idempotencyKeyTtl })
-  return FormulaIntake.layerNoDeps.pipe(
+  const counters =
+    options.statsFlushInterval === false
+      ? SubmissionCounters.layerOff
+      : SubmissionCounters.layerWith({ interval: options.statsFlushInterval })
+  return Layer.mergeAll(FormulaIntake.layerNoDeps, SubmissionStats.layer).pipe(
+    Layer.provideMerge(counters),
     Layer.provideMerge(relay),
     Layer.provideMerge(Layer.mergeAll(queue, cache)),
     Layer.provideMerge(Layer.mergeAll(store, keys)),

@@ -3,6 +3,7 @@ import packageJson from "../../package.json" with { type: "json" }
 import { FormulasApi, FormulasServedApi } from "./FormulasApi.ts"
 import { QueueApi } from "./QueueApi.ts"
 import { RequestProblems } from "./RequestProblems.ts"
+import { DashboardApi, StatsApi } from "./StatsApi.ts"
 import { SystemApi, SystemServedApi } from "./SystemApi.ts"
 
 /** Removes `additionalProperties: false` from `schema` and the schemas written inside it (not behind a `$ref`). */
@@ -48,19 +49,23 @@ const everyProblem = { errors: "all" } as const
 export class Api extends HttpApi.make("formula-intake")
   .add(FormulasApi)
   .add(QueueApi)
+  .add(StatsApi)
   .add(SystemApi)
+  .add(DashboardApi)
   .middleware(RequestProblems)
   .annotate(HttpApi.ParseOptions, everyProblem)
   .annotateMerge(annotations) {}
 
 /**
  * What HttpApi serves: the same endpoints but `POST /formulas`, which has a
- * route of its own (SubmitRoute.ts) because it is the hot path, and
- * `/metrics`, PrometheusMetrics' own route.
+ * route of its own (SubmitRoute.ts) because it is the hot path,
+ * `/metrics`, PrometheusMetrics' own route, and `/dashboard`, a page
+ * (DashboardRoute.ts).
  */
 export class ServedApi extends HttpApi.make("formula-intake")
   .add(FormulasServedApi)
   .add(QueueApi)
+  .add(StatsApi)
   .add(SystemServedApi)
   .middleware(RequestProblems)
   .annotate(HttpApi.ParseOptions, everyProblem)

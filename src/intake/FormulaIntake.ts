@@ -29,6 +29,7 @@ import { MessageQueue, type QueueFull } from "../queue/MessageQueue.ts"
 import { DatabaseUnavailable, type FormulaRow, FormulaStore, type InsertOutcome } from "../store/FormulaStore.ts"
 import { FingerprintCache } from "./FingerprintCache.ts"
 import { OutboxRelay } from "./OutboxRelay.ts"
+import { SubmissionCounters } from "../stats/SubmissionCounters.ts"
 
 /** The make-up exists already; `existingId` is the formula that holds it. */
 export class Duplicate extends Schema.TaggedError<Duplicate>()("Duplicate", {
@@ -75,6 +76,7 @@ export class FormulaIntake extends Context.Service<
       const queue = yield* MessageQueue
       const cache = yield* FingerprintCache
       const relay = yield* OutboxRelay
+      const stats = yield* SubmissionCounters
 
       const store_ = Effect.fnUntraced(function* (formula: Formula, print: string) {
         const id = yield* newId
@@ -121,6 +123,7 @@ export class FormulaIntake extends Context.Service<
 
       const duplicate = (existingId: string, print: string): SubmitOutcome => {
         count.duplicate()
+        stats.duplicate()
         return { _tag: "Duplicate", existingId, fingerprint: print }
       }
 
@@ -158,15 +161,20 @@ export class FormulaIntake extends Context.Service<
 
       const validate = (input: unknown): Result.Result<Formula, FormulaInvalid> => {
         const result = validateFormula(input)
-        if (Result.isFailure(result)) count.invalid()
+        if (Result.isFailure(result)) countInvalid()
         return result
+      }
+
+      const countInvalid = () => {
+        count.invalid()
+        stats.invalid()
       }
 
       const decode = (input: unknown) => Effect.suspend(() => Effect.fromResult(validate(input)))
 
       const submit = (input: unknown) => Effect.flatMap(decode(input), submitDecoded)
 
-      return FormulaIntake.of({ submit, decode, validate, countInvalid: count.invalid, submitDecoded, submitOutcome })
+      return FormulaIntake.of({ submit, decode, validate, countInvalid, submitDecoded, submitOutcome })
     })
   )
 }
