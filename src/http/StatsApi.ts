@@ -100,8 +100,14 @@ const submissions = HttpApiEndpoint.get("submissions", "/stats/submissions", {
         "Every problem of the query",
         new InvalidRequest({
           errors: [
-            { path: "/query/granularity", message: 'Expected "minute" | "hour" | "day" | "week" | "month", got "decade"' },
-            { path: "/query/timeZone", message: "must be an IANA time-zone name, such as UTC, Europe/Berlin or America/New_York" }
+            {
+              path: "/query/granularity",
+              message: 'Expected "minute" | "hour" | "day" | "week" | "month", got "decade"'
+            },
+            {
+              path: "/query/timeZone",
+              message: "must be an IANA time-zone name, such as UTC, Europe/Berlin or America/New_York"
+            }
           ]
         })
       ),

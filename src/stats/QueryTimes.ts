@@ -27,8 +27,7 @@ export const isTimeZoneName = (zone: string): boolean => {
   }
 }
 
-const dateTime =
-  /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?(Z|[+\- ](\d{2}):(\d{2}))?$/
+const dateTime = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?(Z|[+\- ](\d{2}):(\d{2}))?$/
 
 /** The date-time `text` for SQL, or undefined when it is not one of the accepted spellings of a real time. */
 export const parseQueryTime = (text: string): QueryTime | undefined => {

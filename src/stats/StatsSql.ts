@@ -10,7 +10,8 @@ export type Granularity = "minute" | "hour" | "day" | "week" | "month"
 export const granularities: ReadonlyArray<Granularity> = ["minute", "hour", "day", "week", "month"]
 
 /** Minutes and hours are steps of absolute time; days, weeks and months follow the zone's calendar. */
-const calendar = (granularity: Granularity) => granularity === "day" || granularity === "week" || granularity === "month"
+const calendar = (granularity: Granularity) =>
+  granularity === "day" || granularity === "week" || granularity === "month"
 
 export interface BucketBounds {
   readonly startMs: number

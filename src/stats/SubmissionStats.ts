@@ -148,7 +148,9 @@ export class SubmissionStats extends Context.Service<
           }
 
           const keyOf = (startMs: number) => `${granularity} ${timeZone} ${startMs}`
-          const answers: Array<BucketCounts | undefined> = range.buckets.map((bucket) => closed.get(keyOf(bucket.startMs)))
+          const answers: Array<BucketCounts | undefined> = range.buckets.map((bucket) =>
+            closed.get(keyOf(bucket.startMs))
+          )
           const missing = range.buckets.flatMap((_, i) => (answers[i] === undefined ? [i] : []))
           if (missing.length > 0) {
             const counted = yield* unavailableOnFailure(statsSql.counts(missing.map((i) => range.buckets[i]!)))
