@@ -41,7 +41,8 @@ export const parseQueryTime = (text: string): QueryTime | undefined => {
   if (day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return undefined
   if (Number(h) > 23 || Number(mi) > 59 || Number(s) > 59) return undefined
   if (offset !== undefined && offset !== "Z" && (Number(oh) > 14 || Number(om) > 59)) return undefined
-  if (offset !== undefined && offset !== "Z" && h === "00" && match[4] === undefined) return undefined
+  // An offset belongs to a time of day: `2026-03-29Z` is not a spelling.
+  if (offset !== undefined && match[4] === undefined) return undefined
   const time = `${y}-${mo}-${d}T${h}:${mi}:${s}${fraction === undefined ? "" : `.${fraction}`}`
   const zone = offset === undefined ? "" : offset === "Z" ? "Z" : `${offset.startsWith("-") ? "-" : "+"}${oh}:${om}`
   return { text: time + zone, hasOffset: offset !== undefined }

@@ -91,8 +91,11 @@ const contract: Record<string, ReadonlyArray<number>> = {
   "GET /queue/dead-letters": [200],
   "POST /queue/dead-letters/redrive": [200],
   "DELETE /queue/dead-letters": [200],
+  "GET /stats/submissions": [200, 400, 503],
+  "GET /stats/materials": [200, 400, 503],
   "GET /health": [200, 503],
-  "GET /metrics": [200]
+  "GET /metrics": [200],
+  "GET /dashboard": [200]
 }
 
 /** Why `value` does not decode with any of `schemas`, or undefined if it does. */
@@ -345,6 +348,19 @@ for (const database of testDatabases) {
             yield* call("POST /queue/dead-letters/redrive")
             yield* call("DELETE /queue/dead-letters")
             yield* call("GET /health")
+            const stats = yield* call("GET /stats/submissions")
+            assert.deepStrictEqual(
+              stats.json.buckets.map((bucket: { start: string }) => bucket.start),
+              documentedResponse("GET /stats/submissions", 200).buckets.map((bucket: { start: string }) => bucket.start),
+              "the documented buckets are the real ones"
+            )
+            const top = yield* call("GET /stats/materials")
+            assert.deepStrictEqual(
+              top.json.materials.map((material: { name: string }) => material.name),
+              ["Bergamot Oil", "Lavender Absolute", "Sandalwood"]
+            )
+            const dashboard = yield* call("GET /dashboard")
+            assert.include(dashboard.headers.get("content-type") ?? "", "text/html")
 
             const metrics = yield* call("GET /metrics")
             const families = (text: string) => [...text.matchAll(/^# TYPE (\w+)/gm)].map((match) => match[1])
