@@ -351,7 +351,9 @@ for (const database of testDatabases) {
             const stats = yield* call("GET /stats/submissions")
             assert.deepStrictEqual(
               stats.json.buckets.map((bucket: { start: string }) => bucket.start),
-              documentedResponse("GET /stats/submissions", 200).buckets.map((bucket: { start: string }) => bucket.start),
+              documentedResponse("GET /stats/submissions", 200).buckets.map(
+                (bucket: { start: string }) => bucket.start
+              ),
               "the documented buckets are the real ones"
             )
             const top = yield* call("GET /stats/materials")

@@ -65,13 +65,24 @@ for (const database of testDatabases) {
             "/stats/submissions?granularity=decade&timeZone=Mars%2FOlympus&from=2026-02-30&to=yesterday"
           )
           assertProblem(response, 400, "invalid-request")
-          assert.sameMembers(paths(response.json), ["/query/granularity", "/query/timeZone", "/query/from", "/query/to"])
+          assert.sameMembers(paths(response.json), [
+            "/query/granularity",
+            "/query/timeZone",
+            "/query/from",
+            "/query/to"
+          ])
           for (const zone of ["+01:00", "EST5EDT,M3.2.0,M11.1.0", "Europe/Nowhere", ""]) {
             const bad = yield* request("GET", `/stats/submissions?timeZone=${encodeURIComponent(zone)}`)
             assert.strictEqual(bad.status, 400, zone)
             assert.deepStrictEqual(paths(bad.json), ["/query/timeZone"], zone)
           }
-          for (const time of ["2026-1-1", "2026-01-01T24:00", "2026-01-01Z", "0999-01-01", "2026-01-01T00:00:00+15:00"]) {
+          for (const time of [
+            "2026-1-1",
+            "2026-01-01T24:00",
+            "2026-01-01Z",
+            "0999-01-01",
+            "2026-01-01T00:00:00+15:00"
+          ]) {
             const bad = yield* request("GET", `/stats/submissions?from=${encodeURIComponent(time)}`)
             assert.strictEqual(bad.status, 400, time)
             assert.deepStrictEqual(paths(bad.json), ["/query/from"], time)
