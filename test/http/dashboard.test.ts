@@ -34,7 +34,7 @@ const sum = (buckets: ReadonlyArray<Record<string, number>>, kind: string) =>
   buckets.reduce((total, bucket) => total + bucket[kind]!, 0)
 
 /** Polls (real time, bounded) until `check` holds. */
-const eventually = <A>(get: Effect.Effect<A>, check: (value: A) => boolean) =>
+const eventually = <A, R>(get: Effect.Effect<A, never, R>, check: (value: A) => boolean) =>
   Effect.gen(function* () {
     for (let i = 0; i < 300; i++) {
       const value = yield* get
