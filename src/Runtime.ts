@@ -10,7 +10,7 @@
  *                           ▼
  *                OutboxRelay (start-up recovery, backlog, uncertain outcomes)
  *                           ▼
- *                     FormulaIntake ◄── SubmissionCounters (duplicates, invalids; flushed per minute)
+ *                     FormulaIntake ◄── SubmissionCounters (duplicates, invalids; per-minute rows)
  *                                              └─► SubmissionStats (GET /stats/…)
  */
 import type { PgClient } from "@effect/sql-pg"
