@@ -15,7 +15,7 @@
  * 2. The submit path's duplicate answer with the stats counters on vs off:
  *    in process (validate → fingerprint → cache hit → duplicate outcome, what
  *    POST /formulas runs for a repeat), alternating runs of 200,000 timed by
- *    the process's CPU time, medians of 9; ratio on / off.
+ *    the process's CPU time, medians of 15; ratio on / off.
  *
  * `--quick`: 50,000 formulas, 4 duplicate runs of 50,000. Writes between the
  * `<!-- bench:stats -->` markers of BENCHMARKS.md unless `--no-write`.
@@ -35,7 +35,7 @@ import { SubmissionStats } from "../src/stats/SubmissionStats.ts"
 const quick = process.argv.includes("--quick")
 const write = !process.argv.includes("--no-write")
 const formulas = quick ? 50_000 : 500_000
-const duplicateRuns = quick ? 4 : 9
+const duplicateRuns = quick ? 4 : 15
 const duplicatesPerRun = quick ? 50_000 : 200_000
 
 const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!

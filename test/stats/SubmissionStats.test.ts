@@ -224,11 +224,14 @@ for (const database of testDatabases) {
             // The 10:00 hour closes once it ended more than the flush interval + 60 s ago.
             yield* TestClock.setTime(Date.parse("2026-05-05T11:00:30Z"))
             assert.deepStrictEqual(created(yield* query("hour", ...range)), [0, 1, 2], "not closed yet: counted")
+            // A write committed within the margin after the hour ended (a submission stamped at 10:50) still counts.
+            yield* insertAt("2026-05-05T10:50:00Z")
+            assert.deepStrictEqual(created(yield* query("hour", ...range)), [0, 1, 3], "within the margin: live")
             yield* TestClock.setTime(Date.parse("2026-05-05T11:01:02Z"))
-            assert.deepStrictEqual(created(yield* query("hour", ...range)), [0, 1, 2])
+            assert.deepStrictEqual(created(yield* query("hour", ...range)), [0, 1, 3])
             const settled = stats.computedBuckets()
             yield* insertAt("2026-05-05T10:40:00Z")
-            assert.deepStrictEqual(created(yield* query("hour", ...range)), [0, 1, 2], "closed now: cached")
+            assert.deepStrictEqual(created(yield* query("hour", ...range)), [0, 1, 3], "closed now: cached")
             assert.strictEqual(stats.computedBuckets(), settled, "nothing recomputed")
             // Other granularities and zones are buckets of their own, computed once.
             assert.deepStrictEqual(created(yield* query("day", "2026-05-04", "2026-05-05")), [0])
