@@ -10,7 +10,8 @@
  *                           ▼
  *                OutboxRelay (start-up recovery, backlog, uncertain outcomes)
  *                           ▼
- *                     FormulaIntake
+ *                     FormulaIntake ◄── SubmissionCounters (duplicates, invalids; per-minute rows)
+ *                                              └─► SubmissionStats (GET /stats/…)
  *
  *   WebhookEndpoints (the endpoint API) and FormulaIntake wake DeliverySignal after writing deliveries.
  *   database ─► DeliverySignal ─► WebhookDispatcher (claims due webhook deliveries; its own fibers)
@@ -37,6 +38,8 @@ import { databaseChoice, type Settings } from "./Settings.ts"
 import { WebhookEndpoints } from "./webhooks/WebhookEndpoints.ts"
 import { type DispatcherOptions, WebhookDispatcher } from "./webhooks/Dispatcher.ts"
 import { resolveAllowed } from "./webhooks/SsrfGuard.ts"
+import { SubmissionCounters } from "./stats/SubmissionCounters.ts"
+import { SubmissionStats } from "./stats/SubmissionStats.ts"
 
 export type RuntimeServices =
   | FormulaIntake
@@ -48,6 +51,8 @@ export type RuntimeServices =
   | DeliverySignal
   | WebhookEndpoints
   | WebhookDispatcher
+  | SubmissionCounters
+  | SubmissionStats
 
 /**
  * The queue's hooks into the outbox: an ack settles its row with the result
@@ -107,6 +112,8 @@ export interface RuntimeOptions {
   readonly webhookAllowPrivateNetworks?: boolean | undefined
   /** The webhook dispatcher; default: from WEBHOOK_* (the host check is always SsrfGuard's). */
   readonly webhooks?: Omit<DispatcherOptions, "resolve"> | undefined
+  /** How often duplicate / invalid counts are written to the statistics; default 1 s. `false`: not counted at all. */
+  readonly statsFlushInterval?: Duration.Input | false | undefined
 }
 
 /** The runtime on a given (migrated) database. */
@@ -140,7 +147,12 @@ export const layerWith = <E, R>(
     options.webhooks === undefined
       ? WebhookDispatcher.layerConfig(resolveAllowed)
       : WebhookDispatcher.layerWith({ ...options.webhooks, resolve: resolveAllowed })
-  return Layer.mergeAll(FormulaIntake.layerNoDeps, dispatcher).pipe(
+  const counters =
+    options.statsFlushInterval === false
+      ? SubmissionCounters.layerOff
+      : SubmissionCounters.layerWith({ interval: options.statsFlushInterval })
+  return Layer.mergeAll(FormulaIntake.layerNoDeps, SubmissionStats.layer, dispatcher).pipe(
+    Layer.provideMerge(counters),
     Layer.provideMerge(relay),
     Layer.provideMerge(Layer.mergeAll(queue, cache, webhooks)),
     Layer.provideMerge(Layer.mergeAll(store, keys, DeliverySignal.layer)),

@@ -3,6 +3,7 @@ import packageJson from "../../package.json" with { type: "json" }
 import { FormulasApi, FormulasServedApi } from "./FormulasApi.ts"
 import { QueueApi } from "./QueueApi.ts"
 import { RequestProblems } from "./RequestProblems.ts"
+import { DashboardApi, StatsApi } from "./StatsApi.ts"
 import { SystemApi, SystemServedApi } from "./SystemApi.ts"
 import { WebhooksApi } from "./WebhooksApi.ts"
 
@@ -50,20 +51,24 @@ export class Api extends HttpApi.make("formula-intake")
   .add(FormulasApi)
   .add(QueueApi)
   .add(WebhooksApi)
+  .add(StatsApi)
   .add(SystemApi)
+  .add(DashboardApi)
   .middleware(RequestProblems)
   .annotate(HttpApi.ParseOptions, everyProblem)
   .annotateMerge(annotations) {}
 
 /**
  * What HttpApi serves: the same endpoints but `POST /formulas`, which has a
- * route of its own (SubmitRoute.ts) because it is the hot path, and
- * `/metrics`, PrometheusMetrics' own route.
+ * route of its own (SubmitRoute.ts) because it is the hot path,
+ * `/metrics`, PrometheusMetrics' own route, and `/dashboard`, a page
+ * (DashboardRoute.ts).
  */
 export class ServedApi extends HttpApi.make("formula-intake")
   .add(FormulasServedApi)
   .add(QueueApi)
   .add(WebhooksApi)
+  .add(StatsApi)
   .add(SystemServedApi)
   .middleware(RequestProblems)
   .annotate(HttpApi.ParseOptions, everyProblem)

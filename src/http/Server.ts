@@ -17,7 +17,9 @@ import * as Logging from "../observability/Logging.ts"
 import { MessageQueue } from "../queue/MessageQueue.ts"
 import { reasonOf } from "../store/Database.ts"
 import { Api, ServedApi } from "./Api.ts"
+import { DashboardRoute } from "./DashboardRoute.ts"
 import { FormulasHandlers, SystemHandlers } from "./FormulasHandlers.ts"
+import { StatsHandlers } from "./StatsHandlers.ts"
 import { makeQueueHandlers } from "./QueueHandlers.ts"
 import { SubmitRoute } from "./SubmitRoute.ts"
 import { WebhooksHandlers } from "./WebhooksHandlers.ts"
@@ -44,10 +46,17 @@ export const makeRoutes = (options: { readonly accessLog?: boolean | undefined }
     recorded(
       Layer.mergeAll(
         HttpApiBuilder.layer(ServedApi).pipe(
-          Layer.provide([FormulasHandlers, SystemHandlers, WebhooksHandlers, makeQueueHandlers(ServedApi)]),
+          Layer.provide([
+            FormulasHandlers,
+            SystemHandlers,
+            WebhooksHandlers,
+            StatsHandlers,
+            makeQueueHandlers(ServedApi)
+          ]),
           Layer.provide(layerRequestProblems)
         ),
         SubmitRoute,
+        DashboardRoute,
         openApiDocument,
         // Every tag open, so the sidebar lists every operation; no separate models section (each operation shows
         // its schemas, and the component names carry Effect's "Encoded" suffix). Tested in Chromium: docsPage.test.ts.

@@ -43,6 +43,7 @@ import {
   type UnsupportedMediaType
 } from "./Problems.ts"
 import { SubmissionJudge } from "./SubmissionJudge.ts"
+import { SubmissionCounters } from "../stats/SubmissionCounters.ts"
 
 /** Every answer but a finished outcome. */
 type Problem =
@@ -96,6 +97,8 @@ export const SubmitRoute = HttpRouter.use((router) =>
     const intake = yield* FormulaIntake
     const keys = yield* IdempotencyKeys
     const judge = yield* SubmissionJudge
+    // Every 400 of this route counts as an invalid submission in the statistics (an invalid formula through the intake).
+    const counters = yield* SubmissionCounters
 
     const withKey = (
       request: HttpServerRequest.HttpServerRequest,
@@ -105,6 +108,7 @@ export const SubmitRoute = HttpRouter.use((router) =>
       options: SubmitOptions
     ): Effect.Effect<HttpServerResponse.HttpServerResponse, Failure> => {
       if (key.length === 0 || key.length > maxKeyLength) {
+        counters.invalid()
         return Effect.fail(
           new InvalidRequest({
             errors: [{ path: "/headers/idempotency-key", message: `must be 1–${maxKeyLength} characters` }]
@@ -142,6 +146,7 @@ export const SubmitRoute = HttpRouter.use((router) =>
         return Effect.flatMap(judge.judge(bytes, key !== undefined), (judged) => {
           switch (judged._tag) {
             case "Malformed":
+              counters.invalid()
               return Effect.fail(new MalformedJson({ detail: judged.detail }))
             case "Invalid":
               intake.countInvalid()

@@ -32,6 +32,7 @@ import { DeliverySignal } from "../webhooks/DeliverySignal.ts"
 import { formulaCreatedBody, newEventId } from "../webhooks/WebhookEvents.ts"
 import { FingerprintCache } from "./FingerprintCache.ts"
 import { OutboxRelay } from "./OutboxRelay.ts"
+import { SubmissionCounters } from "../stats/SubmissionCounters.ts"
 
 /** The make-up exists already; `existingId` is the formula that holds it. */
 export class Duplicate extends Schema.TaggedError<Duplicate>()("Duplicate", {
@@ -90,6 +91,7 @@ export class FormulaIntake extends Context.Service<
       const cache = yield* FingerprintCache
       const relay = yield* OutboxRelay
       const signal = yield* DeliverySignal
+      const stats = yield* SubmissionCounters
 
       const store_ = Effect.fnUntraced(function* (formula: Formula, print: string, clientId: string | undefined) {
         const id = yield* newId
@@ -162,6 +164,7 @@ export class FormulaIntake extends Context.Service<
 
       const duplicate = (existingId: string, print: string): SubmitOutcome => {
         count.duplicate()
+        stats.duplicate()
         return { _tag: "Duplicate", existingId, fingerprint: print }
       }
 
@@ -206,8 +209,13 @@ export class FormulaIntake extends Context.Service<
 
       const validate = (input: unknown): Result.Result<Formula, FormulaInvalid> => {
         const result = validateFormula(input)
-        if (Result.isFailure(result)) count.invalid()
+        if (Result.isFailure(result)) countInvalid()
         return result
+      }
+
+      const countInvalid = () => {
+        count.invalid()
+        stats.invalid()
       }
 
       const decode = (input: unknown) => Effect.suspend(() => Effect.fromResult(validate(input)))
@@ -215,7 +223,7 @@ export class FormulaIntake extends Context.Service<
       const submit = (input: unknown, options?: SubmitOptions) =>
         Effect.flatMap(decode(input), (formula) => submitDecoded(formula, options))
 
-      return FormulaIntake.of({ submit, decode, validate, countInvalid: count.invalid, submitDecoded, submitOutcome })
+      return FormulaIntake.of({ submit, decode, validate, countInvalid, submitDecoded, submitOutcome })
     })
   )
 }

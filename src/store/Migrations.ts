@@ -163,6 +163,20 @@ export const migrationRecord = {
         response text,
         PRIMARY KEY (delivery_id, number)
       )`
+  }),
+  // Statistics (src/stats). Duplicate and invalid submissions are counted in memory and added here per
+  // minute (UTC, the minute's first instant) by every instance: a flush adds to the row, so several
+  // instances' counts add up. The stats query counts formulas by created_at: an index makes a year's
+  // range a scan of the index alone.
+  "0008_submission_stats": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`
+      CREATE TABLE submission_stats (
+        minute timestamptz PRIMARY KEY,
+        duplicate bigint NOT NULL DEFAULT 0 CHECK (duplicate >= 0),
+        invalid bigint NOT NULL DEFAULT 0 CHECK (invalid >= 0)
+      )`
+    yield* sql`CREATE INDEX formulas_created_at ON formulas (created_at)`
   })
 } satisfies Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>
 

@@ -102,8 +102,11 @@ const contract: Record<string, ReadonlyArray<number>> = {
   "POST /webhooks/{id}/test": [202, 400, 404, 503],
   "GET /webhooks/{id}/deliveries": [200, 400, 404, 503],
   "POST /webhooks/{id}/deliveries/{deliveryId}/retry": [202, 400, 404, 409, 503],
+  "GET /stats/submissions": [200, 400, 503],
+  "GET /stats/materials": [200, 400, 503],
   "GET /health": [200, 503],
-  "GET /metrics": [200]
+  "GET /metrics": [200],
+  "GET /dashboard": [200]
 }
 
 /** Why `value` does not decode with any of `schemas`, or undefined if it does. */
@@ -366,6 +369,21 @@ for (const database of testDatabases) {
             yield* call("POST /queue/dead-letters/redrive")
             yield* call("DELETE /queue/dead-letters")
             yield* call("GET /health")
+            const stats = yield* call("GET /stats/submissions")
+            assert.deepStrictEqual(
+              stats.json.buckets.map((bucket: { start: string }) => bucket.start),
+              documentedResponse("GET /stats/submissions", 200).buckets.map(
+                (bucket: { start: string }) => bucket.start
+              ),
+              "the documented buckets are the real ones"
+            )
+            const top = yield* call("GET /stats/materials")
+            assert.deepStrictEqual(
+              top.json.materials.map((material: { name: string }) => material.name),
+              ["Bergamot Oil", "Lavender Absolute", "Sandalwood"]
+            )
+            const dashboard = yield* call("GET /dashboard")
+            assert.include(dashboard.headers.get("content-type") ?? "", "text/html")
 
             const hook = Schema.decodeUnknownSync(WebhookCreated)(
               (yield* call("POST /webhooks", { body: { url: "http://127.0.0.1:9/formula-intake" } })).json
