@@ -110,8 +110,11 @@ export interface RuntimeOptions {
    * else WEBHOOK_ALLOW_PRIVATE_NETWORKS (false).
    */
   readonly webhookAllowPrivateNetworks?: boolean | undefined
-  /** The webhook dispatcher; default: from WEBHOOK_* (the host check is always SsrfGuard's). */
-  readonly webhooks?: Omit<DispatcherOptions, "resolve"> | undefined
+  /**
+   * The webhook dispatcher; default: from WEBHOOK_* (the host check is always SsrfGuard's). `false`: none in this
+   * runtime (deliveries wait for another process's dispatcher).
+   */
+  readonly webhooks?: Omit<DispatcherOptions, "resolve"> | false | undefined
   /** How often duplicate / invalid counts are written to the statistics; default 1 s. `false`: not counted at all. */
   readonly statsFlushInterval?: Duration.Input | false | undefined
 }
@@ -137,7 +140,9 @@ export const layerWith = <E, R>(
     options.idempotencyKeyTtl === undefined
       ? IdempotencyKeys.layerNoDeps
       : IdempotencyKeys.layerWith({ ttl: options.idempotencyKeyTtl })
-  const allowPrivateNetworks = options.webhookAllowPrivateNetworks ?? options.webhooks?.allowPrivateNetworks
+  const allowPrivateNetworks =
+    options.webhookAllowPrivateNetworks ??
+    (options.webhooks === false ? undefined : options.webhooks?.allowPrivateNetworks)
   const webhooks =
     allowPrivateNetworks === undefined
       ? WebhookEndpoints.layerNoDeps
@@ -146,7 +151,9 @@ export const layerWith = <E, R>(
   const dispatcher =
     options.webhooks === undefined
       ? WebhookDispatcher.layerConfig(resolveAllowed)
-      : WebhookDispatcher.layerWith({ ...options.webhooks, resolve: resolveAllowed })
+      : options.webhooks === false
+        ? WebhookDispatcher.layerOff
+        : WebhookDispatcher.layerWith({ ...options.webhooks, resolve: resolveAllowed })
   const counters =
     options.statsFlushInterval === false
       ? SubmissionCounters.layerOff

@@ -143,6 +143,14 @@ export class WebhookDispatcher extends Context.Service<
   ): Layer.Layer<WebhookDispatcher, never, PgClient.PgClient | DeliverySignal> =>
     Layer.effect(WebhookDispatcher, make(options))
 
+  /**
+   * No dispatching in this process: the deliveries stay rows for another
+   * process's dispatcher (and for tests that read them as they were written).
+   */
+  static readonly layerOff: Layer.Layer<WebhookDispatcher> = Layer.succeed(WebhookDispatcher, {
+    inFlight: Effect.succeed(0)
+  })
+
   /** Settings from WEBHOOK_*; `resolve` checks endpoint hosts (SsrfGuard.resolveAllowed in the service). */
   static readonly layerConfig = (resolve: Resolve) =>
     Layer.unwrap(

@@ -86,9 +86,10 @@ for (const database of testDatabases) {
   describe(`webhooks on ${database.name}`, () => {
     const db = database.layer()
     // No fingerprint cache: a duplicate reaches the database, whose statement must write no event for it.
-    const server = testServer(db, { runtime: { webhookAllowPrivateNetworks: true, cacheCapacity: 0 } }).pipe(
-      Layer.provideMerge(db)
-    )
+    // No dispatcher: the tests read deliveries as they were written (test/webhooks covers sending them).
+    const server = testServer(db, {
+      runtime: { webhookAllowPrivateNetworks: true, cacheCapacity: 0, webhooks: false }
+    }).pipe(Layer.provideMerge(db))
 
     layer(server, { excludeTestServices: true })((it) => {
       it.effect("an endpoint's lifecycle: register, list, get, change, disable, re-enable, rotate, delete", () =>
@@ -558,7 +559,7 @@ for (const database of testDatabases) {
 
     // A server of its own: nothing has woken its dispatcher signal before the test does.
     const quietDb = database.layer()
-    const quietServer = testServer(quietDb, { runtime: { webhookAllowPrivateNetworks: true } }).pipe(
+    const quietServer = testServer(quietDb, { runtime: { webhookAllowPrivateNetworks: true, webhooks: false } }).pipe(
       Layer.provideMerge(quietDb)
     )
     layer(quietServer, { excludeTestServices: true })((it) => {
