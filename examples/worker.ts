@@ -14,6 +14,7 @@
  * message in hand, and exits.
  */
 import { parseArgs } from "node:util"
+import { concentrationClass, millionths, percent } from "./concentration.ts"
 
 const { values: options } = parseArgs({
   options: {
@@ -78,31 +79,6 @@ const call = async (method: string, path: string, body?: unknown): Promise<Respo
   }
   return response
 }
-
-/** An exact decimal as millionths (concentrations have at most 6 decimal places), so no float rounding. */
-const millionths = (value: string | number): bigint => {
-  const [whole, fraction = ""] = String(value).split(".")
-  return BigInt(whole!) * 1_000_000n + BigInt(fraction.padEnd(6, "0").slice(0, 6))
-}
-const percent = (value: bigint) =>
-  `${value / 1_000_000n}.${(value % 1_000_000n).toString().padStart(6, "0")}`.replace(/\.?0+$/, "")
-
-/**
- * The classes by total concentration of aromatic materials: Parfum 20–30 %
- * (above 30 % too: an extrait), Eau de Parfum 15–20 %, Eau de Toilette 5–15 %,
- * Eau de Cologne 2–4 % (up to 5 %, where Eau de Toilette begins), below that
- * Eau Fraîche. A boundary belongs to the stronger class.
- */
-export const concentrationClass = (total: bigint): string =>
-  total >= 20_000_000n
-    ? "Parfum"
-    : total >= 15_000_000n
-      ? "Eau de Parfum"
-      : total >= 5_000_000n
-        ? "Eau de Toilette"
-        : total >= 2_000_000n
-          ? "Eau de Cologne"
-          : "Eau Fraîche"
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 

@@ -11,11 +11,11 @@
  * the insert and the ack, the dispatcher sending them signed to the checked
  * address, and the worker's ack with a result being durable and shown.
  */
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { Duration, Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { concentrationClass } from "../../examples/worker.ts"
+import { concentrationClass, millionths } from "../../examples/concentration.ts"
 import { testDatabases } from "../support/Databases.ts"
 import { summerBreeze, uniqueTag } from "../support/Formulas.ts"
 import { BaseUrl, request, testServer } from "../support/TestServer.ts"
@@ -74,26 +74,22 @@ const spawnScript = (script: string, args: ReadonlyArray<string>, env: Record<st
 
 const clientId = "atelier-grasse"
 
-describe("examples/worker.ts concentration classes", () => {
-  layer(testDatabases[0]!.layer(), { excludeTestServices: true })((it) => {
-    it.effect("by total concentration; a boundary belongs to the stronger class", () =>
-      Effect.sync(() => {
-        const at = (percent: number) => concentrationClass(BigInt(Math.round(percent * 1_000_000)))
-        assert.deepStrictEqual([35, 30, 20, 19.999999, 15, 14.999999, 5, 4.5, 2, 1.999999, 0.5].map(at), [
-          "Parfum",
-          "Parfum",
-          "Parfum",
-          "Eau de Parfum",
-          "Eau de Parfum",
-          "Eau de Toilette",
-          "Eau de Toilette",
-          "Eau de Cologne",
-          "Eau de Cologne",
-          "Eau Fraîche",
-          "Eau Fraîche"
-        ])
-      })
-    )
+describe("examples/concentration.ts: the worker's concentration classes", () => {
+  it("by total concentration; a boundary belongs to the stronger class", () => {
+    const at = (percent: number) => concentrationClass(millionths(String(percent)))
+    assert.deepStrictEqual([35, 30, 20, 19.999999, 15, 14.999999, 5, 4.5, 2, 1.999999, 0.5].map(at), [
+      "Parfum",
+      "Parfum",
+      "Parfum",
+      "Eau de Parfum",
+      "Eau de Parfum",
+      "Eau de Toilette",
+      "Eau de Toilette",
+      "Eau de Cologne",
+      "Eau de Cologne",
+      "Eau Fraîche",
+      "Eau Fraîche"
+    ])
   })
 })
 
