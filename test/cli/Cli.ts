@@ -4,7 +4,8 @@
  * test reads back (capture-pane) and types into (send-keys).
  */
 import { Effect } from "effect"
-import { execFileSync, spawn } from "node:child_process"
+import { execFile, execFileSync, spawn } from "node:child_process"
+import { promisify } from "node:util"
 import { fileURLToPath } from "node:url"
 
 export const projectRoot = fileURLToPath(new URL("../..", import.meta.url))
@@ -32,6 +33,8 @@ export const formulas = (args: ReadonlyArray<string>, options: { readonly input?
   })
 
 const tmux = (...args: Array<string>) => execFileSync("tmux", args, { encoding: "utf8" })
+// Reading the screen must not block: the server under test runs in this process's event loop.
+const tmuxAsync = promisify(execFile)
 
 let sessions = 0
 
@@ -56,7 +59,10 @@ export const terminal = (args: ReadonlyArray<string>) =>
       )
       return {
         name,
-        screen: () => tmux("capture-pane", "-t", name, "-p"),
+        screen: () =>
+          Effect.promise(() => tmuxAsync("tmux", ["capture-pane", "-t", name, "-p"])).pipe(
+            Effect.map((out) => out.stdout)
+          ),
         keys: (...keys: Array<string>) => void tmux("send-keys", "-t", name, ...keys)
       }
     }),
@@ -65,16 +71,16 @@ export const terminal = (args: ReadonlyArray<string>) =>
 
 /** Waits (polling the screen, up to `timeoutMs`) until `predicate` holds for the pane's text; fails with the screen. */
 export const waitForScreen = (
-  session: { readonly screen: () => string },
+  session: { readonly screen: () => Effect.Effect<string> },
   predicate: (screen: string) => boolean,
   timeoutMs = 30_000
 ) =>
   Effect.gen(function* () {
     const deadline = Date.now() + timeoutMs
     while (true) {
-      const screen = session.screen()
+      const screen = yield* session.screen()
       if (predicate(screen)) return screen
       if (Date.now() > deadline) return yield* Effect.die(new Error(`screen never matched:\n${screen}`))
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
     }
   })
