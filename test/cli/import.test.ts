@@ -11,7 +11,7 @@
  * (replayed, same ids) and every line exactly once; each make-up is stored
  * once.
  */
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
@@ -101,10 +101,14 @@ describe(`formulas import on ${database.name}`, () => {
 
           const session = yield* terminal(["import", file, "--url", url, "--report", firstReport])
           const bar = /\[(█*)(░*)\] (\d+)\/10000 +(\d+)% +[\d,]+ lines\/s +ETA \S+/
-          const running = yield* waitForScreen(session, (screen) => {
-            const match = bar.exec(screen)
-            return match !== null && Number(match[3]) >= 3_000
-          }, 180_000)
+          const running = yield* waitForScreen(
+            session,
+            (screen) => {
+              const match = bar.exec(screen)
+              return match !== null && Number(match[3]) >= 3_000
+            },
+            180_000
+          )
           const shown = bar.exec(running)!
           assert.strictEqual(shown[1]!.length + shown[2]!.length, 30, running)
           assert.strictEqual(Number(shown[4]), Math.floor(Number(shown[3]) / 100), running)
@@ -179,48 +183,70 @@ describe(`formulas import on ${database.name}`, () => {
         }),
       480_000
     )
+
+    it.effect("the same file twice: the second run stores nothing and replays every outcome with its id", () =>
+      Effect.gen(function* () {
+        const url = yield* BaseUrl
+        const dir = yield* tempDir
+        const file = join(dir, "small.jsonl")
+        const texts = Array.from({ length: 20 }, (_, i) =>
+          JSON.stringify({ name: `Twice ${i}`, materials: [{ name: `Twice Oil ${i}`, concentration: 12 }] })
+        )
+        writeFileSync(file, texts.join("\n") + "\n")
+        const before = (yield* storedIds(url)).length
+        const reports = [join(dir, "1.jsonl"), join(dir, "2.jsonl")]
+        for (const report of reports) {
+          const ran = yield* formulas(["import", file, "--url", url, "--report", report])
+          assert.strictEqual(ran.code, 0, ran.stderr)
+        }
+        const [first, second] = reports.map((report) => readReport(report).sort((a, b) => a.line - b.line))
+        assert.deepStrictEqual(
+          second!.map((r) => [r.line, r.outcome, r.id, r.replayed]),
+          first!.map((r) => [r.line, "created", r.id, true])
+        )
+        assert.strictEqual((yield* storedIds(url)).length, before + texts.length)
+      })
+    )
   })
 })
 
 describe("formulas import against a busy service", () => {
-  layer(testServer(testDatabases[0]!.layer()), { excludeTestServices: true })((it) => {
-    it.effect("503 with Retry-After: the line is sent again after the wait, not reported failed", () =>
-      Effect.gen(function* () {
-        const dir = yield* tempDir
-        // A stand-in service: the first POST of each line is refused with 503 + Retry-After: 1.
-        const refused = new Set<string>()
-        const attempts: Array<{ readonly key: string; readonly at: number }> = []
-        const server = createServer((request, response) => {
-          if (request.url === "/health") return response.end("{}")
-          const key = String(request.headers["idempotency-key"])
-          attempts.push({ key, at: Date.now() })
-          request.resume()
-          request.on("end", () => {
-            if (!refused.has(key)) {
-              refused.add(key)
-              response.writeHead(503, { "content-type": "application/problem+json", "retry-after": "1" })
-              return response.end(JSON.stringify({ title: "busy", status: 503 }))
-            }
-            response.writeHead(201, { "content-type": "application/json" })
-            response.end(JSON.stringify({ id: `id-${key.slice(-6)}` }))
-          })
+  it.live("503 with Retry-After: the line is sent again after the wait, not reported failed", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      // A stand-in service: the first POST of each line is refused with 503 + Retry-After: 1.
+      const refused = new Set<string>()
+      const attempts: Array<{ readonly key: string; readonly at: number }> = []
+      const server = createServer((request, response) => {
+        if (request.url === "/health") return response.end("{}")
+        const key = String(request.headers["idempotency-key"])
+        attempts.push({ key, at: Date.now() })
+        request.resume()
+        request.on("end", () => {
+          if (!refused.has(key)) {
+            refused.add(key)
+            response.writeHead(503, { "content-type": "application/problem+json", "retry-after": "1" })
+            return response.end(JSON.stringify({ title: "busy", status: 503 }))
+          }
+          response.writeHead(201, { "content-type": "application/json" })
+          response.end(JSON.stringify({ id: `id-${key.slice(-6)}` }))
         })
-        yield* Effect.acquireRelease(
-          Effect.promise(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))),
-          () => Effect.promise(() => new Promise<void>((resolve) => server.close(() => resolve())))
-        )
-        const port = (server.address() as { port: number }).port
-        const file = join(dir, "two.jsonl")
-        writeFileSync(file, '{"name":"A","materials":[]}\n{"name":"B","materials":[]}\n')
-        const ran = yield* formulas(["import", file, "--url", `http://127.0.0.1:${port}`, "--json"])
-        assert.strictEqual(ran.code, 0, ran.stderr)
-        assert.strictEqual(JSON.parse(ran.stdout).created, 2)
-        assert.strictEqual(attempts.length, 4)
-        for (const key of refused) {
-          const [first, second] = attempts.filter((attempt) => attempt.key === key)
-          assert.isAtLeast(second!.at - first!.at, 1000, "Retry-After: 1 is honoured")
-        }
       })
-    )
-  })
+      yield* Effect.acquireRelease(
+        Effect.promise(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))),
+        () => Effect.promise(() => new Promise<void>((resolve) => server.close(() => resolve())))
+      )
+      const port = (server.address() as { port: number }).port
+      const file = join(dir, "two.jsonl")
+      writeFileSync(file, '{"name":"A","materials":[]}\n{"name":"B","materials":[]}\n')
+      const ran = yield* formulas(["import", file, "--url", `http://127.0.0.1:${port}`, "--json"])
+      assert.strictEqual(ran.code, 0, ran.stderr)
+      assert.strictEqual(JSON.parse(ran.stdout).created, 2)
+      assert.strictEqual(attempts.length, 4)
+      for (const key of refused) {
+        const [first, second] = attempts.filter((attempt) => attempt.key === key)
+        assert.isAtLeast(second!.at - first!.at, 1000, "Retry-After: 1 is honoured")
+      }
+    })
+  )
 })
