@@ -3,11 +3,13 @@
  * process against a real server, on both databases: the text a person reads
  * and the exit code a script checks (DESIGN.md "Command line").
  */
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { execFileSync, spawnSync } from "node:child_process"
+import { existsSync } from "node:fs"
 import { Effect } from "effect"
 import { testDatabases } from "../support/Databases.ts"
 import { BaseUrl, testServer } from "../support/TestServer.ts"
-import { formulas } from "./Cli.ts"
+import { bin, formulas } from "./Cli.ts"
 
 const summerBreeze = JSON.stringify({
   name: "Summer Breeze",
@@ -123,5 +125,21 @@ describe("formulas CLI without a service", () => {
         assert.strictEqual(importing.code, 3)
       })
     )
+  })
+})
+
+// The system's Node (20 on this project's machines) cannot run the CLI's TypeScript: it must say so, not crash.
+const systemNode = ["/usr/bin/node", "/usr/local/bin/node"].find(
+  (path) =>
+    existsSync(path) &&
+    Number(execFileSync(path, ["-p", "process.versions.node.split('.')[0]"], { encoding: "utf8" })) < 22
+)
+
+describe("formulas on an old Node", () => {
+  it.skipIf(systemNode === undefined)("names the Node it needs and how to run it, exit 2", () => {
+    const ran = spawnSync(systemNode!, [bin, "--help"], { encoding: "utf8" })
+    assert.strictEqual(ran.status, 2)
+    assert.include(ran.stderr, "formulas needs Node 24")
+    assert.include(ran.stderr, "npx formulas")
   })
 })
