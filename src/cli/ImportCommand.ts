@@ -91,7 +91,7 @@ export const importCommand = Command.make(
   {
     file: Argument.String("file").pipe(Argument.withDescription("A JSONL file: one formula (JSON object) per line")),
     concurrency: Flag.Int("concurrency").pipe(
-      Flag.withDescription("Requests in flight at once"),
+      Flag.withDescription("Requests in flight at once, 1-256 (default 8)"),
       Flag.filter(
         (n) => n >= 1 && n <= 256,
         (n) => `--concurrency must be between 1 and 256, not ${n}`
