@@ -8,6 +8,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import { maxAckBodyBytes, maxBodyBytes } from "../../src/http/QueueHandlers.ts"
 import { testDatabases } from "../support/Databases.ts"
 import { assertProblem, singleMaterial, uniqueTag } from "../support/Formulas.ts"
 import { type JsonResponse, request, send, testServer } from "../support/TestServer.ts"
@@ -129,11 +130,14 @@ for (const database of testDatabases) {
         })
       )
 
-      it.effect.each(queueBodies)("POST %s with a body over 128 KiB is a 413 problem", (path) =>
-        Effect.gen(function* () {
-          const padded = `{"receipt":"r"${" ".repeat(128 * 1024)}}`
-          assertProblem(yield* postJson(path, padded), 413, "payload-too-large")
-        })
+      it.effect.each(queueBodies)(
+        "POST %s with a body over its limit (128 KiB; an ack's 256 KiB) is a 413 problem",
+        (path) =>
+          Effect.gen(function* () {
+            const limit = path === "/queue/ack" ? maxAckBodyBytes : maxBodyBytes
+            const padded = `{"receipt":"r"${" ".repeat(limit)}}`
+            assertProblem(yield* postJson(path, padded), 413, "payload-too-large")
+          })
       )
     })
   })
