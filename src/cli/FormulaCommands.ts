@@ -107,7 +107,12 @@ export const get = Command.make(
           ["name", formula.name],
           ["created", formula.createdAt],
           ["fingerprint", formula.fingerprint],
-          ["message", `${formula.message?.status ?? "-"} (${formula.message?.id ?? "-"})`]
+          ["message", `${formula.message?.status ?? "-"} (${formula.message?.id ?? "-"})`],
+          // How it ended, when it has: the consumer's result, or the dead letter's last error.
+          ...(formula.message?.attempts > 0 ? [["attempts", String(formula.message.attempts)]] : []),
+          ...(formula.message?.processedAt ? [["processed", formula.message.processedAt]] : []),
+          ...(formula.message?.result != null ? [["result", JSON.stringify(formula.message.result)]] : []),
+          ...(formula.message?.lastError ? [["last error", formula.message.lastError]] : [])
         ],
         80
       )

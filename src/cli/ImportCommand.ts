@@ -175,7 +175,7 @@ export const importCommand = Command.make(
     if (tally.counts.invalid > 0) {
       return yield* Effect.fail(
         new ImportIncomplete({
-          message: `${tally.counts.invalid} lines are invalid: see the report, fix them and import again`,
+          message: `${tally.counts.invalid === 1 ? "1 line is" : `${tally.counts.invalid} lines are`} invalid: see the report, fix them and import again`,
           exitCode: 1
         })
       )
