@@ -24,7 +24,7 @@ import { join } from "node:path"
 import { createDatabase, psql, redact } from "./postgres.ts"
 import { sleep } from "./processes.ts"
 import { startService } from "./servers.ts"
-import { runWrk, type WrkResult } from "./wrk.ts"
+import { luaScript, runWrk, type WrkResult } from "./wrk.ts"
 
 export type SubmissionMode = "none" | "plain" | "hooked"
 const modes: ReadonlyArray<SubmissionMode> = ["none", "plain", "hooked"]
@@ -187,6 +187,7 @@ export const submissionBench = async (options: {
       events,
       deliveries,
       wrkCommand: wrkCommand
+        .replace(luaScript, "scripts/bench/formulas.lua")
         .replace(/http:\/\/127\.0\.0\.1:\d+/, "http://127.0.0.1:$PORT")
         .replace(/-- unique \S+/, "-- unique <tag>"),
       serviceCommand: server.command.replaceAll(options.tmp, "$TMP").replace(/PORT=\d+/, "PORT=$PORT")
