@@ -130,7 +130,7 @@ export const makeDeliverySql = (sql: PgClient.PgClient) => {
         ), locked AS (
           -- Re-checked on the newest row version: another claim may have committed since our snapshot.
           SELECT d.id FROM webhook_deliveries d
-           WHERE d.id IN (SELECT id FROM candidates)
+           WHERE d.id = ANY (ARRAY (SELECT id FROM candidates))
              AND d.status = 'pending' AND d.next_attempt_at <= ${options.now}
              AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= ${options.now})
              FOR UPDATE SKIP LOCKED

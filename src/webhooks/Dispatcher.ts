@@ -368,6 +368,12 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
       yield* FiberSet.run(attempts, attempt(delivery, leaseToken))
     }
     if (claimed.length === free) return 0 // there may be more: claim again once there is room
+    // Fewer than asked for, and some: the endpoints with due rows had no more room (or another
+    // process holds them). An attempt just started, and its end (a slot freed) or its settlement
+    // opens `recheck`: the claim runs again then, and looks for the next due time once it finds
+    // nothing. Looking now cost one more statement per claim, and with a single busy endpoint a
+    // claim per finished attempt is the norm.
+    if (claimed.length > 0) return undefined
     const full = [...perEndpointInFlight].filter(([, count]) => count >= perEndpoint).map(([id]) => id)
     const next = yield* sql.nextDueAt(full)
     if (next === undefined) return undefined
