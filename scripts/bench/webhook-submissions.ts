@@ -222,6 +222,7 @@ export const renderSubmissionLines = (r: SubmissionBenchResult): ReadonlyArray<s
     }),
     `| median | ${fmt(r.median.none)} | ${fmt(r.median.plain)} | ${fmt(r.median.hooked)} | **${r.ratio.hooked.toFixed(2)}×** | |`,
     "",
+    "- One endpoint gets at most 4 attempts at once and every freed slot costs a claim, so the drain rate above is the dispatcher's bound for a single endpoint, not the receiver's.",
     `- Ratios to none (medians of the rounds' ratios): plain **${r.ratio.plain.toFixed(2)}×**, hooked **${r.ratio.hooked.toFixed(2)}×**.`,
     `- Afterwards (warm-ups included): ${fmt(r.events)} events written; deliveries ${Object.entries(r.deliveries)
       .map(([status, n]) => `${status} ${fmt(n)}`)

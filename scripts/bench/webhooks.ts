@@ -317,6 +317,7 @@ export const renderWebhookSection = (
     "",
     `- Due → sent (arrival at the receiver − next_attempt_at), ${r.latency.count} deliveries committed one by one at ${r.latency.rate}/s, each followed by \`DeliverySignal.wake()\`: p50 ${r.latency.p50Ms} ms, p99 **${r.latency.p99Ms} ms**, max ${r.latency.maxMs} ms.`,
     "- A dispatcher delivery is more than a POST: claim (FOR UPDATE SKIP LOCKED + lease), sign (HMAC-SHA256), send, and its share of a batched settlement (one transaction per batch of up to 100: lock the endpoint rows that change, then one statement recording the attempts, settling the deliveries and merging each endpoint's health).",
+    "- A claim reads every due row (the planner, its statistics saying few rows are pending, scans the due index whole and sorts), so a claim costs more the larger the backlog: this load commits all of a round's deliveries at once.",
     "",
     ...renderSubmissionLines(r.submissions),
     "<!-- /bench:webhooks -->"
