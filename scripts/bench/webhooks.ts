@@ -16,6 +16,10 @@
  *               in-process event writer does); due → sent = arrival at the
  *               receiver − next_attempt_at. p50 and p99.
  *
+ *   submissions wrk's unique load on a service process with and without a
+ *               client whose endpoint is on the same receiver
+ *               (webhook-submissions.ts).
+ *
  * Ratios only: the machine is shared and noisy.
  */
 import { PgClient, PgTypes } from "@effect/sql-pg"
@@ -28,6 +32,7 @@ import { WebhookDispatcher } from "../../src/webhooks/Dispatcher.ts"
 import { createDatabase } from "./postgres.ts"
 import { freePort, sleep, spawnLogged, stopChild } from "./processes.ts"
 import { repoRoot } from "./servers.ts"
+import { renderSubmissionLines, submissionBench, type SubmissionBenchResult } from "./webhook-submissions.ts"
 
 export interface WebhookBenchOptions {
   readonly adminUrl: string
@@ -52,6 +57,8 @@ export interface WebhookBenchResult {
     readonly p99Ms: number
     readonly maxMs: number
   }
+  /** Submissions with one endpoint registered vs without (webhook-submissions.ts). */
+  readonly submissions: SubmissionBenchResult
 }
 
 const concurrency = 32
@@ -257,6 +264,8 @@ export const webhookBench = async (options: WebhookBenchOptions): Promise<Webhoo
       `  due → sent at ${latencyRate}/s: p50 ${latency.p50Ms} ms, p99 ${latency.p99Ms} ms, max ${latency.maxMs} ms (${delays.length} deliveries)`
     )
 
+    const submissions = await submissionBench({ ...options, receiver: base })
+
     const dispatcherRate = median(rounds.map((r) => r.dispatcher))
     const fetchRate = median(rounds.map((r) => r.fetch))
     return {
@@ -267,7 +276,8 @@ export const webhookBench = async (options: WebhookBenchOptions): Promise<Webhoo
       dispatcherRate,
       fetchRate,
       ratio: median(rounds.map((r) => r.dispatcher / r.fetch)),
-      latency
+      latency,
+      submissions
     }
   } finally {
     await runtime.dispose()
@@ -306,6 +316,9 @@ export const renderWebhookSection = (
     `| median | ${Math.round(r.dispatcherRate).toLocaleString("en-US")} | ${Math.round(r.fetchRate).toLocaleString("en-US")} | **${r.ratio.toFixed(2)}×** (target ≥ 0.5×) |`,
     "",
     `- Due → sent (arrival at the receiver − next_attempt_at), ${r.latency.count} deliveries committed one by one at ${r.latency.rate}/s, each followed by \`DeliverySignal.wake()\`: p50 ${r.latency.p50Ms} ms, p99 **${r.latency.p99Ms} ms**, max ${r.latency.maxMs} ms.`,
-    "- A dispatcher delivery is more than a POST: claim (FOR UPDATE SKIP LOCKED + lease), sign (HMAC-SHA256), send, and one statement recording the attempt and settling the delivery and its endpoint's health.",
+    "- A dispatcher delivery is more than a POST: claim (FOR UPDATE SKIP LOCKED + lease), sign (HMAC-SHA256), send, and its share of a batched settlement (one transaction per batch of up to 100: lock the endpoint rows that change, then one statement recording the attempts, settling the deliveries and merging each endpoint's health).",
+    "- A claim reads every due row (the planner, its statistics saying few rows are pending, scans the due index whole and sorts), so a claim costs more the larger the backlog: this load commits all of a round's deliveries at once.",
+    "",
+    ...renderSubmissionLines(r.submissions),
     "<!-- /bench:webhooks -->"
   ].join("\n")

@@ -9,7 +9,12 @@ import { runOk } from "./processes.ts"
 export const luaScript = fileURLToPath(new URL("./formulas.lua", import.meta.url))
 
 export type WrkLoad =
-  | { readonly mode: "unique"; readonly tag: string }
+  | {
+      readonly mode: "unique"
+      readonly tag: string
+      /** Sent as `X-Client-Id` on every request (the client's webhook events are written). */
+      readonly client?: string
+    }
   | { readonly mode: "fixed"; readonly file: string; readonly replay: boolean }
 
 export interface WrkResult {
@@ -61,7 +66,7 @@ export const wrkArgs = (options: {
   options.baseUrl,
   "--",
   ...(options.load.mode === "unique"
-    ? ["unique", options.load.tag]
+    ? ["unique", options.load.tag, ...(options.load.client === undefined ? [] : [options.load.client])]
     : ["fixed", options.load.file, ...(options.load.replay ? ["replay"] : [])])
 ]
 

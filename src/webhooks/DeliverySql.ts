@@ -80,6 +80,9 @@ export const makeDeliverySql = (sql: PgClient.PgClient) => {
   }
   const uuids = arrayOf(PgTypes.OID.uuid)
   const ints = arrayOf(PgTypes.OID.int4)
+  const texts = arrayOf(PgTypes.OID.text)
+  const bools = arrayOf(PgTypes.OID.bool)
+  const timestamps = arrayOf(PgTypes.OID.timestamptz)
 
   /**
    * Leases up to `limit` due deliveries of enabled endpoints, soonest due
@@ -127,7 +130,7 @@ export const makeDeliverySql = (sql: PgClient.PgClient) => {
         ), locked AS (
           -- Re-checked on the newest row version: another claim may have committed since our snapshot.
           SELECT d.id FROM webhook_deliveries d
-           WHERE d.id IN (SELECT id FROM candidates)
+           WHERE d.id = ANY (ARRAY (SELECT id FROM candidates))
              AND d.status = 'pending' AND d.next_attempt_at <= ${options.now}
              AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= ${options.now})
              FOR UPDATE SKIP LOCKED
@@ -157,44 +160,116 @@ export const makeDeliverySql = (sql: PgClient.PgClient) => {
   }
 
   /**
-   * Records the attempt and settles the delivery — only while `leaseToken` is
-   * still its lease — and updates the endpoint's health in the same
-   * statement. False when the lease was no longer ours: nothing was written.
+   * Records the attempts and settles a batch of deliveries — each only while
+   * its `leaseToken` is still its lease — and updates their endpoints' health,
+   * in one transaction of two statements (it was one statement per settlement,
+   * each updating its endpoint's row: concurrent batches queued on a few hot
+   * rows for as long as a batch's round trips took). Returns, per settlement
+   * in order, whether it was written (false: the lease was no longer ours).
+   *
+   * Endpoint health, merged per endpoint as if the batch's settlements were
+   * applied one by one in order: a 2xx sets `last_success_at` and clears
+   * `failing_since`; anything else sets `failing_since` if unset; a failure
+   * whose endpoint has been failing since `disableIfFailingSince` or earlier
+   * disables it, as does a 410. The endpoint row is written only when that
+   * changes something, except that `last_success_at` may lag the newest
+   * success by up to `successFreshMs` on an endpoint that is not failing: it
+   * is informational (the disable rule counts from `failing_since`, which is
+   * always written exactly), and a healthy endpoint under load would otherwise
+   * be written by every batch.
    */
-  const settle = (s: Settlement) =>
-    Effect.map(
-      sql<{ readonly number: number }>`
-        WITH settled AS (
-          UPDATE webhook_deliveries
-             SET status = ${s.status}, attempt_count = attempt_count + 1,
-                 next_attempt_at = ${s.nextAttemptAt}::timestamptz,
-                 lease_token = NULL, lease_expires_at = NULL, updated_at = ${s.attempt.at}
-           WHERE id = ${s.deliveryId} AND lease_token = ${s.leaseToken}
-          RETURNING id, attempt_count, endpoint_id
-        ), attempt AS (
-          INSERT INTO webhook_attempts (delivery_id, number, at, duration_ms, status, error, response)
-          SELECT id, attempt_count, ${s.attempt.at}, ${s.attempt.durationMs},
-                 ${s.attempt.status}::integer, ${s.attempt.error}::text, ${s.attempt.response}::text
-            FROM settled
-        ), verdict AS (
-          SELECT e.id,
-                 ${s.gone}::boolean
-                   OR (NOT ${s.succeeded}::boolean
-                       AND COALESCE(e.failing_since, ${s.attempt.at}) <= ${s.disableIfFailingSince}) AS disable
-            FROM webhook_endpoints e JOIN settled ON settled.endpoint_id = e.id
-        ), endpoint AS (
-          UPDATE webhook_endpoints e
-             SET last_success_at = CASE WHEN ${s.succeeded}::boolean THEN ${s.attempt.at} ELSE e.last_success_at END,
-                 failing_since = CASE WHEN ${s.succeeded}::boolean THEN NULL
-                                      ELSE COALESCE(e.failing_since, ${s.attempt.at}) END,
-                 enabled = e.enabled AND NOT verdict.disable,
-                 disabled_reason = CASE WHEN e.enabled AND verdict.disable THEN ${s.disabledReason}
-                                        ELSE e.disabled_reason END
-            FROM verdict WHERE e.id = verdict.id
-        )
-        SELECT attempt_count AS number FROM settled`,
-      (rows) => rows.length > 0
-    )
+  const settleBatch = (settlements: ReadonlyArray<Settlement>, successFreshMs: number) => {
+    if (settlements.length === 0) return Effect.succeed([] as ReadonlyArray<boolean>)
+    const column = <A>(f: (s: Settlement) => A) => settlements.map(f)
+    const failedEndpoints = [...new Set(settlements.filter((s) => !s.succeeded || s.gone).map((s) => s.endpointId))]
+    const newestSuccess = new Map<string, number>()
+    for (const s of settlements)
+      if (s.succeeded)
+        newestSuccess.set(s.endpointId, Math.max(newestSuccess.get(s.endpointId) ?? 0, s.attempt.at.getTime()))
+    const freshIds = [...newestSuccess.keys()]
+    const freshSince = freshIds.map((id) => new Date(newestSuccess.get(id)! - successFreshMs))
+    // Row locks on the endpoints this batch may write, taken in id order: batches running at once (in
+    // this process or others) then wait for each other instead of deadlocking. NO KEY UPDATE, so
+    // submissions inserting deliveries (KEY SHARE through the foreign key) are not held up. Endpoints
+    // that are healthy and whose last success is fresh are not locked (nor written below).
+    const lock = sql`
+      SELECT e.id FROM webhook_endpoints e
+       WHERE e.id = ANY (${uuids([...new Set(column((s) => s.endpointId))])})
+         AND (e.id = ANY (${uuids(failedEndpoints)}) OR e.failing_since IS NOT NULL OR e.last_success_at IS NULL
+              OR e.last_success_at < (SELECT f.since FROM unnest(${uuids(freshIds)}, ${timestamps(freshSince)})
+                                        AS f (id, since) WHERE f.id = e.id))
+       ORDER BY e.id
+         FOR NO KEY UPDATE`
+    const write = sql<{ readonly id: string }>`
+      WITH input AS (
+        SELECT * FROM unnest(
+          ${uuids(column((s) => s.deliveryId))}, ${uuids(column((s) => s.leaseToken))},
+          ${texts(column((s) => s.status))}, ${timestamps(column((s) => s.nextAttemptAt))},
+          ${timestamps(column((s) => s.attempt.at))}, ${ints(column((s) => s.attempt.durationMs))},
+          ${ints(column((s) => s.attempt.status))}, ${texts(column((s) => s.attempt.error))},
+          ${texts(column((s) => s.attempt.response))}, ${bools(column((s) => s.succeeded))},
+          ${bools(column((s) => s.gone))}, ${timestamps(column((s) => s.disableIfFailingSince))},
+          ${texts(column((s) => s.disabledReason))}
+        ) WITH ORDINALITY AS i (id, lease_token, status, next_attempt_at, at, duration_ms, http_status, error,
+                                response, succeeded, gone, disable_if_failing_since, disabled_reason, ord)
+      ), settled AS (
+        UPDATE webhook_deliveries d
+           SET status = i.status, attempt_count = d.attempt_count + 1, next_attempt_at = i.next_attempt_at,
+               lease_token = NULL, lease_expires_at = NULL, updated_at = i.at
+          FROM input i
+         WHERE d.id = i.id AND d.lease_token = i.lease_token
+        RETURNING d.id, d.attempt_count, d.endpoint_id
+      ), attempt AS (
+        INSERT INTO webhook_attempts (delivery_id, number, at, duration_ms, status, error, response)
+        SELECT s.id, s.attempt_count, i.at, i.duration_ms, i.http_status, i.error, i.response
+          FROM settled s JOIN input i ON i.id = s.id
+      ), segmented AS (
+        -- segment: how many successes of this endpoint came before or at this settlement, in order.
+        -- Failures in segment 0 continue the endpoint's stored failing streak; later ones start anew.
+        SELECT s.endpoint_id, i.ord, i.at, i.succeeded, i.gone, i.disable_if_failing_since, i.disabled_reason,
+               count(*) FILTER (WHERE i.succeeded)
+                 OVER (PARTITION BY s.endpoint_id ORDER BY i.ord ROWS UNBOUNDED PRECEDING) AS segment
+          FROM settled s JOIN input i ON i.id = s.id
+      ), streaks AS (
+        SELECT g.*,
+               max(g.segment) OVER (PARTITION BY g.endpoint_id) AS last_segment,
+               -- The failing streak's start as of this settlement (null for a success).
+               CASE WHEN NOT g.succeeded THEN
+                 CASE WHEN g.segment = 0 THEN COALESCE(e.failing_since, first_failure) ELSE first_failure END
+               END AS failing_since
+          FROM (SELECT g.*, min(g.at) FILTER (WHERE NOT g.succeeded)
+                             OVER (PARTITION BY g.endpoint_id, g.segment ORDER BY g.ord ROWS UNBOUNDED PRECEDING)
+                               AS first_failure
+                  FROM segmented g) g
+          JOIN webhook_endpoints e ON e.id = g.endpoint_id
+      ), verdict AS (
+        SELECT endpoint_id,
+               max(at) FILTER (WHERE succeeded) AS last_success_at,
+               bool_or(succeeded) AS any_success,
+               min(failing_since) FILTER (WHERE segment = last_segment) AS failing_since,
+               (array_agg(disabled_reason ORDER BY ord)
+                  FILTER (WHERE gone OR failing_since <= disable_if_failing_since))[1] AS disabled_reason
+          FROM streaks GROUP BY endpoint_id
+      ), endpoint AS (
+        UPDATE webhook_endpoints e
+           SET last_success_at = COALESCE(v.last_success_at, e.last_success_at),
+               failing_since = v.failing_since,
+               enabled = e.enabled AND v.disabled_reason IS NULL,
+               disabled_reason = CASE WHEN e.enabled AND v.disabled_reason IS NOT NULL THEN v.disabled_reason
+                                      ELSE e.disabled_reason END
+          FROM verdict v
+         WHERE e.id = v.endpoint_id
+           AND (v.failing_since IS DISTINCT FROM e.failing_since
+                OR (e.enabled AND v.disabled_reason IS NOT NULL)
+                OR (v.any_success AND (e.last_success_at IS NULL
+                                       OR e.last_success_at < v.last_success_at - ${successFreshMs}::double precision * interval '1 millisecond')))
+      )
+      SELECT id::text AS id FROM settled`
+    return Effect.map(Effect.andThen(lock, write), (rows) => {
+      const written = new Set(rows.map((row) => row.id))
+      return settlements.map((s) => written.has(s.deliveryId))
+    })
+  }
 
   /**
    * When the next delivery will be claimable (due, lease lapsed), ignoring the
@@ -218,7 +293,7 @@ export const makeDeliverySql = (sql: PgClient.PgClient) => {
     (rows) => ({ pending: Number(rows[0]?.pending ?? 0), disabled: Number(rows[0]?.disabled ?? 0) })
   )
 
-  return { claimDue, settle, nextDueAt, counts }
+  return { claimDue, settleBatch, nextDueAt, counts }
 }
 
 export type DeliverySql = ReturnType<typeof makeDeliverySql>

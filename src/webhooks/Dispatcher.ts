@@ -125,6 +125,13 @@ const outcomeOf = (verdict: Verdict, settled: boolean) =>
 const statusOf = (verdict: Verdict): SettledStatus =>
   verdict._tag === "Succeeded" ? "succeeded" : verdict._tag === "Retry" ? "pending" : "failed"
 
+/**
+ * How far an endpoint's `last_success_at` may lag its newest success while it
+ * is not failing (DeliverySql.settleBatch): a healthy endpoint's row is then
+ * written about once a second under load rather than by every batch.
+ */
+const successFreshMs = 1_000
+
 /** Transactions writing settlements at once. */
 const settleWriters = 3
 
@@ -213,10 +220,11 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
   const recheck = Latch.makeUnsafe(false)
   const attempts = yield* FiberSet.make<void, never>()
 
-  // Settlements are written in batches, one transaction each (a group commit): one commit per
-  // attempt was what bounded throughput. Sorted by endpoint, so concurrent batches (other
-  // processes) lock endpoint rows in one order and cannot deadlock. A batch that fails fails
-  // all its attempts' settlements: their leases lapse and they are attempted again.
+  // Settlements are written in batches, one transaction of two statements each (a group commit):
+  // one commit per attempt was what bounded throughput, then one statement per settlement, each
+  // updating its endpoint's row, queued concurrent batches on those rows. Endpoint rows are locked
+  // in id order (DeliverySql.settleBatch), so concurrent batches cannot deadlock. A batch that
+  // fails fails all its attempts' settlements: their leases lapse and they are attempted again.
   const queued: Array<{ readonly settlement: Settlement; readonly done: Deferred.Deferred<boolean, unknown> }> = []
   const settlementsQueued = Latch.makeUnsafe(false)
   const settle = (settlement: Settlement) =>
@@ -232,9 +240,13 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
       settlementsQueued.closeUnsafe()
       while (queued.length > 0) {
         const batch = queued.splice(0, 100)
-        batch.sort((a, b) => (a.settlement.endpointId < b.settlement.endpointId ? -1 : 1))
         const exit = yield* Effect.exit(
-          sqlClient.withTransaction(Effect.forEach(batch, ({ settlement }) => sql.settle(settlement)))
+          sqlClient.withTransaction(
+            sql.settleBatch(
+              batch.map(({ settlement }) => settlement),
+              successFreshMs
+            )
+          )
         )
         batch.forEach(({ done }, i) =>
           Deferred.doneUnsafe(done, exit._tag === "Success" ? Effect.succeed(exit.value[i]!) : Effect.fail(exit.cause))
@@ -356,6 +368,12 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
       yield* FiberSet.run(attempts, attempt(delivery, leaseToken))
     }
     if (claimed.length === free) return 0 // there may be more: claim again once there is room
+    // Fewer than asked for, and some: the endpoints with due rows had no more room (or another
+    // process holds them). An attempt just started, and its end (a slot freed) or its settlement
+    // opens `recheck`: the claim runs again then, and looks for the next due time once it finds
+    // nothing. Looking now cost one more statement per claim, and with a single busy endpoint a
+    // claim per finished attempt is the norm.
+    if (claimed.length > 0) return undefined
     const full = [...perEndpointInFlight].filter(([, count]) => count >= perEndpoint).map(([id]) => id)
     const next = yield* sql.nextDueAt(full)
     if (next === undefined) return undefined
