@@ -46,8 +46,10 @@ import {
   Latch,
   Layer,
   Metric,
-  Random
+  Random,
+  Schedule
 } from "effect"
+import { isSqlError } from "effect/sql/SqlError"
 import { randomUUID } from "node:crypto"
 import { counterFamily, registerGaugeReading } from "../observability/Counters.ts"
 import {
@@ -234,6 +236,8 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
       settlementsQueued.openUnsafe()
       return Deferred.await(done)
     })
+  const isConflict = (error: unknown) =>
+    isSqlError(error) && (error.reason._tag === "DeadlockError" || error.reason._tag === "SerializationError")
   const settleWriter = Effect.gen(function* () {
     while (true) {
       yield* settlementsQueued.await
@@ -241,12 +245,23 @@ const make = Effect.fnUntraced(function* (options: DispatcherOptions) {
       while (queued.length > 0) {
         const batch = queued.splice(0, 100)
         const exit = yield* Effect.exit(
-          sqlClient.withTransaction(
-            sql.settleBatch(
-              batch.map(({ settlement }) => settlement),
-              successFreshMs
+          sqlClient
+            .withTransaction(
+              sql.settleBatch(
+                batch.map(({ settlement }) => settlement),
+                successFreshMs
+              )
             )
-          )
+            .pipe(
+              // Two batches can still deadlock (the health merge may write an endpoint the lock step left
+              // unlocked): PostgreSQL aborts one, which is then written again, instead of leaving its attempts
+              // unrecorded until their leases lapse and they are sent a second time.
+              Effect.retry({
+                while: isConflict,
+                times: 5,
+                schedule: Schedule.exponential("10 millis")
+              })
+            )
         )
         batch.forEach(({ done }, i) =>
           Deferred.doneUnsafe(done, exit._tag === "Success" ? Effect.succeed(exit.value[i]!) : Effect.fail(exit.cause))
