@@ -3,8 +3,9 @@
  * Time arithmetic is PostgreSQL's (its time-zone database), and runs the same
  * on PostgreSQL 15+ and PGlite: no `generate_series(…, zone)` (PostgreSQL 16).
  */
-import { type PgClient, PgTypes } from "@effect/sql-pg"
+import type { PgClient } from "@effect/sql-pg"
 import { Effect } from "effect"
+import { texts, timestamps } from "../store/SqlArrays.ts"
 
 export type Granularity = "minute" | "hour" | "day" | "week" | "month"
 export const granularities: ReadonlyArray<Granularity> = ["minute", "hour", "day", "week", "month"]
@@ -42,16 +43,8 @@ export interface QueryTime {
 }
 
 export const makeStatsSql = (sql: PgClient.PgClient) => {
-  const arrayOf =
-    <A>(oid: number) =>
-    (values: ReadonlyArray<A>) => {
-      const parameter = PgTypes.array(values, oid)
-      if (parameter._tag === "Failure") throw parameter.failure
-      return parameter.success
-    }
-  const timestamps = arrayOf<Date>(PgTypes.OID.timestamptz)
   // Counts travel as decimal text and are read back as bigint.
-  const counts_ = (values: ReadonlyArray<number>) => arrayOf<string>(PgTypes.OID.text)(values.map(String))
+  const counts_ = (values: ReadonlyArray<number>) => texts(values.map(String))
 
   /** Whether PostgreSQL knows the zone (asked once per zone by the caller). */
   const zoneKnown = (zone: string) =>

@@ -3,9 +3,10 @@
  * through the `sql` tag, never spliced into the text.
  */
 import { Effect } from "effect"
-import { type PgClient, PgTypes } from "@effect/sql-pg"
+import type { PgClient } from "@effect/sql-pg"
 import type { Statement } from "effect/sql"
 import type { SqlError } from "effect/sql/SqlError"
+import { ints, jsonbs, numerics, texts, timestamps, uuids } from "./SqlArrays.ts"
 
 export interface MaterialRow {
   readonly name: string
@@ -150,17 +151,28 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
   // The batch statements below take one array per column and `unnest` them,
   // so a batch of any size is the same statement text (prepared once) and
   // one round trip per table.
-  const arrayOf = (oid: number) => (values: ReadonlyArray<unknown>) => {
-    const parameter = PgTypes.array(values, oid)
-    if (parameter._tag === "Failure") throw parameter.failure
-    return parameter.success
+
+  /**
+   * The CTEs both insert statements share: the materials and the outbox message
+   * of each formula the `inserted` CTE wrote (from `input`), nothing for the others.
+   */
+  const materialsAndMessages = (formulas: ReadonlyArray<NewFormulaRow>) => {
+    const materials = formulas.flatMap((f) => f.materials.map((m, position) => ({ id: f.id, position, ...m })))
+    return sql`materials AS (
+          INSERT INTO formula_materials (formula_id, position, name, concentration)
+          SELECT m.formula_id, m.position, m.name, m.concentration
+            FROM unnest(
+              ${uuids(materials.map((m) => m.id))},
+              ${ints(materials.map((m) => m.position))},
+              ${texts(materials.map((m) => m.name))},
+              ${numerics(materials.map((m) => m.concentration))}
+            ) AS m (formula_id, position, name, concentration)
+            JOIN inserted ON inserted.id = m.formula_id
+        ), messages AS (
+          INSERT INTO outbox (message_id, formula_id, body)
+          SELECT input.message_id, input.id, input.body FROM input JOIN inserted ON inserted.id = input.id
+        )`
   }
-  const uuids = arrayOf(PgTypes.OID.uuid)
-  const texts = arrayOf(PgTypes.OID.text)
-  const ints = arrayOf(PgTypes.OID.int4)
-  const numerics = arrayOf(PgTypes.OID.numeric)
-  const timestamps = arrayOf(PgTypes.OID.timestamptz)
-  const jsonbs = arrayOf(PgTypes.OID.jsonb)
 
   /**
    * Stores every formula whose fingerprint is new — the formula, its materials
@@ -178,7 +190,6 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
    */
   const insertNewFormulas = (formulas: ReadonlyArray<NewFormulaRow>): Effect.Effect<InsertedFormulas, SqlError> => {
     if (formulas.some((f) => f.clientId !== undefined)) return insertNewFormulasWithEvents(formulas)
-    const materials = formulas.flatMap((f) => f.materials.map((m, position) => ({ id: f.id, position, ...m })))
     return Effect.map(
       sql<{ readonly id: string }>`
         WITH input AS (
@@ -197,20 +208,7 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
           -- ids can meet its first attempt's row on the id index before the fingerprint one.
           ON CONFLICT DO NOTHING
           RETURNING id
-        ), materials AS (
-          INSERT INTO formula_materials (formula_id, position, name, concentration)
-          SELECT m.formula_id, m.position, m.name, m.concentration
-            FROM unnest(
-              ${uuids(materials.map((m) => m.id))},
-              ${ints(materials.map((m) => m.position))},
-              ${texts(materials.map((m) => m.name))},
-              ${numerics(materials.map((m) => m.concentration))}
-            ) AS m (formula_id, position, name, concentration)
-            JOIN inserted ON inserted.id = m.formula_id
-        ), messages AS (
-          INSERT INTO outbox (message_id, formula_id, body)
-          SELECT input.message_id, input.id, input.body FROM input JOIN inserted ON inserted.id = input.id
-        )
+        ), ${materialsAndMessages(formulas)}
         SELECT id::text AS id FROM inserted`,
       (rows) => new Map(rows.map((row) => [row.id, 0]))
     )
@@ -225,7 +223,6 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
    * due at the formula's creation time (the application's clock).
    */
   const insertNewFormulasWithEvents = (formulas: ReadonlyArray<NewFormulaRow>) => {
-    const materials = formulas.flatMap((f) => f.materials.map((m, position) => ({ id: f.id, position, ...m })))
     return Effect.map(
       sql<{ readonly id: string; readonly deliveries: number }>`
         WITH input AS (
@@ -246,20 +243,7 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
           SELECT id, fingerprint, name, created_at, client_id FROM input ORDER BY ord
           ON CONFLICT DO NOTHING
           RETURNING id
-        ), materials AS (
-          INSERT INTO formula_materials (formula_id, position, name, concentration)
-          SELECT m.formula_id, m.position, m.name, m.concentration
-            FROM unnest(
-              ${uuids(materials.map((m) => m.id))},
-              ${ints(materials.map((m) => m.position))},
-              ${texts(materials.map((m) => m.name))},
-              ${numerics(materials.map((m) => m.concentration))}
-            ) AS m (formula_id, position, name, concentration)
-            JOIN inserted ON inserted.id = m.formula_id
-        ), messages AS (
-          INSERT INTO outbox (message_id, formula_id, body)
-          SELECT input.message_id, input.id, input.body FROM input JOIN inserted ON inserted.id = input.id
-        ), endpoints AS (
+        ), ${materialsAndMessages(formulas)}, endpoints AS (
           -- Locked (KEY SHARE: it blocks only a delete) so an endpoint deleted by a transaction still in
           -- flight is waited for and then skipped, not referenced by a delivery whose foreign key then fails
           -- the whole statement.

@@ -14,7 +14,8 @@
  * process claimed since changes nothing.
  */
 import { Effect } from "effect"
-import { type PgClient, PgTypes } from "@effect/sql-pg"
+import type { PgClient } from "@effect/sql-pg"
+import { bools, ints, texts, timestamps, uuids } from "../store/SqlArrays.ts"
 
 export interface ClaimedDelivery {
   readonly id: string
@@ -73,17 +74,6 @@ export interface Settlement {
 }
 
 export const makeDeliverySql = (sql: PgClient.PgClient) => {
-  const arrayOf = (oid: number) => (values: ReadonlyArray<unknown>) => {
-    const parameter = PgTypes.array(values, oid)
-    if (parameter._tag === "Failure") throw parameter.failure
-    return parameter.success
-  }
-  const uuids = arrayOf(PgTypes.OID.uuid)
-  const ints = arrayOf(PgTypes.OID.int4)
-  const texts = arrayOf(PgTypes.OID.text)
-  const bools = arrayOf(PgTypes.OID.bool)
-  const timestamps = arrayOf(PgTypes.OID.timestamptz)
-
   /**
    * Leases up to `limit` due deliveries of enabled endpoints, soonest due
    * first, at most `perEndpoint` per endpoint counting the ones this process

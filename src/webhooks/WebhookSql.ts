@@ -4,8 +4,9 @@
  * the client that owns it, so another client's id finds nothing. Times are
  * parameters (the application's Clock), never now().
  */
-import { type PgClient, PgTypes } from "@effect/sql-pg"
+import type { PgClient } from "@effect/sql-pg"
 import { Effect } from "effect"
+import { texts } from "../store/SqlArrays.ts"
 
 export interface EndpointRow {
   readonly id: string
@@ -110,12 +111,6 @@ export interface EndpointPatch {
 }
 
 export const makeWebhookSql = (sql: PgClient.PgClient) => {
-  const texts = (values: ReadonlyArray<string>) => {
-    const parameter = PgTypes.array(values, PgTypes.OID.text)
-    if (parameter._tag === "Failure") throw parameter.failure
-    return parameter.success
-  }
-
   const endpointColumns = sql`
     id::text AS id, url, events, description, enabled, disabled_reason, failing_since, created_at, updated_at`
 

@@ -3,7 +3,9 @@
  * an operator meets: start-up messages, exit codes, signals.
  */
 import { assert } from "@effect/vitest"
-import { Duration, Effect } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Duration, Effect, Redacted } from "effect"
+import { randomBytes } from "node:crypto"
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtemp, rm } from "node:fs/promises"
 import * as Net from "node:net"
@@ -117,3 +119,22 @@ export const assertNoStackTrace = (output: string) => {
   assert.notInclude(output, "ConfigError", `no Effect error dump: ${JSON.stringify(output)}`)
   assert.notInclude(output, "SchemaError", `no Effect error dump: ${JSON.stringify(output)}`)
 }
+
+/**
+ * A PostgreSQL database of its own on the server at `url` (a server process reads only DATABASE_URL, so a
+ * schema will not do), dropped with the scope; returns its URL.
+ */
+export const ownDatabase = (url: string, prefix: string) =>
+  Effect.gen(function* () {
+    const name = `${prefix}_${process.pid}_${randomBytes(4).toString("hex")}`
+    const admin = PgClient.layer({ url: Redacted.make(url), maxConnections: 1 })
+    const run = (statement: (sql: PgClient.PgClient) => Effect.Effect<unknown, unknown>) =>
+      PgClient.PgClient.use(statement).pipe(Effect.provide(admin))
+    yield* Effect.acquireRelease(
+      run((sql) => sql`CREATE DATABASE ${sql(name)}`),
+      () => run((sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(Effect.ignore)
+    )
+    const target = new URL(url)
+    target.pathname = `/${name}`
+    return target.toString()
+  })

@@ -20,8 +20,7 @@
  * fingerprint's unique index under concurrent duplicates.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Fiber, Redacted, type Scope } from "effect"
+import { Duration, Effect, Fiber, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtemp, rm } from "node:fs/promises"
@@ -30,6 +29,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { postgresUrl } from "../support/Databases.ts"
+import { ownDatabase } from "./ServerProcess.ts"
 
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url))
 
@@ -56,19 +56,7 @@ const pgliteTarget: Target = {
 /** A database of its own on the test server (the server reads only DATABASE_URL), dropped afterwards. */
 const postgresTarget = (url: string): Target => ({
   name: "postgres",
-  storage: Effect.gen(function* () {
-    const name = `crash_${process.pid}_${randomBytes(4).toString("hex")}`
-    const admin = PgClient.layer({ url: Redacted.make(url), maxConnections: 1 })
-    const run = (statement: (sql: PgClient.PgClient) => Effect.Effect<unknown, unknown>) =>
-      PgClient.PgClient.use(statement).pipe(Effect.provide(admin))
-    yield* Effect.acquireRelease(
-      run((sql) => sql`CREATE DATABASE ${sql(name)}`),
-      () => run((sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(Effect.ignore)
-    )
-    const target = new URL(url)
-    target.pathname = `/${name}`
-    return { DATABASE_URL: target.toString() }
-  })
+  storage: Effect.map(ownDatabase(url, "crash"), (databaseUrl) => ({ DATABASE_URL: databaseUrl }))
 })
 
 const targets: ReadonlyArray<Target> = [

@@ -14,30 +14,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Redacted } from "effect"
-import { randomBytes } from "node:crypto"
 import { postgresUrl } from "../support/Databases.ts"
 import { makeReceiver } from "../support/WebhookReceiver.ts"
 import { insertDelivery, insertEndpoint } from "../support/WebhookRows.ts"
-import { freePort, hasExited, outputOf, type Running, spawnServer } from "./ServerProcess.ts"
+import { freePort, hasExited, outputOf, ownDatabase, type Running, spawnServer } from "./ServerProcess.ts"
 
 const endpoints = 3
 const perEndpoint = 10
-
-/** A database of its own (the server reads only DATABASE_URL), dropped afterwards. */
-const ownDatabase = (url: string) =>
-  Effect.gen(function* () {
-    const name = `webhook_crash_${process.pid}_${randomBytes(4).toString("hex")}`
-    const admin = PgClient.layer({ url: Redacted.make(url), maxConnections: 1 })
-    const run = (statement: (sql: PgClient.PgClient) => Effect.Effect<unknown, unknown>) =>
-      PgClient.PgClient.use(statement).pipe(Effect.provide(admin))
-    yield* Effect.acquireRelease(
-      run((sql) => sql`CREATE DATABASE ${sql(name)}`),
-      () => run((sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(Effect.ignore)
-    )
-    const target = new URL(url)
-    target.pathname = `/${name}`
-    return target.toString()
-  })
 
 /** The server on `databaseUrl`, once /health answers 200. */
 const startServer = (databaseUrl: string) =>
@@ -75,7 +58,7 @@ describe.skipIf(postgresUrl === undefined)("webhook deliveries across a crash", 
     "SIGKILL with deliveries due and attempts in flight: after the restart every event is delivered",
     () =>
       Effect.gen(function* () {
-        const databaseUrl = yield* ownDatabase(postgresUrl!)
+        const databaseUrl = yield* ownDatabase(postgresUrl!, "webhook_crash")
         let answering = false
         const receiver = yield* makeReceiver(() => (answering ? { status: 204 } : "hold"))
         const database = PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 2 })
