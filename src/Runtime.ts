@@ -34,7 +34,7 @@ import {
 import * as Database from "./store/Database.ts"
 import { FormulaStore, type GroupCommitSettings, type SettleOutcome } from "./store/FormulaStore.ts"
 import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
-import { databaseChoice, type Settings } from "./Settings.ts"
+import { databaseChoice, type QueueBackend, type Settings } from "./Settings.ts"
 import { WebhookEndpoints } from "./webhooks/WebhookEndpoints.ts"
 import { type DispatcherOptions, WebhookDispatcher } from "./webhooks/Dispatcher.ts"
 import { resolveAllowed } from "./webhooks/SsrfGuard.ts"
@@ -97,6 +97,15 @@ const settleHooks = {
 export interface RuntimeOptions {
   /** Queue settings; default: from the environment (QUEUE_*). */
   readonly queue?: Omit<MessageQueueOptions, QueueHook> | undefined
+  /** Where the queue lives; default: from QUEUE_BACKEND (memory). */
+  readonly queueBackend?: QueueBackend | undefined
+  /** `postgres` backend: how often idle long polls look for due messages anyway; default: QUEUE_POLL_INTERVAL_MS (1 s). */
+  readonly queuePollInterval?: Duration.Input | undefined
+  /**
+   * `memory` backend: how long to wait for another in-memory instance on the same database to stop before
+   * refusing to start; default: INSTANCE_LOCK_WAIT_MS (30 s).
+   */
+  readonly instanceLockWait?: Duration.Input | undefined
   /** Default: from FINGERPRINT_CACHE_SIZE (50000). */
   readonly cacheCapacity?: number | undefined
   /** Default: from OUTBOX_RELAY_INTERVAL_MS (5 s). */
@@ -178,6 +187,9 @@ export const layerFromSettings = (settings: Settings) =>
       visibilityTimeout: settings.queueVisibilityTimeoutMs,
       maxDeliveries: settings.queueMaxDeliveries
     },
+    queueBackend: settings.queueBackend,
+    queuePollInterval: Duration.millis(settings.queuePollIntervalMs),
+    instanceLockWait: Duration.millis(settings.instanceLockWaitMs),
     cacheCapacity: settings.fingerprintCacheSize,
     relayInterval: settings.outboxRelayIntervalMs,
     groupCommit: {

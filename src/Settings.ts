@@ -206,6 +206,32 @@ export const QueueVisibilityTimeoutMs = intSetting(
   " of milliseconds"
 )
 export const QueueMaxDeliveries = intSetting("QUEUE_MAX_DELIVERIES", { min: 1, max: 1_000 }, 5)
+
+export type QueueBackend = "memory" | "postgres"
+
+/**
+ * Where the queue lives: `memory` (default, fastest; one instance per database, guarded by an
+ * advisory lock) or `postgres` (the outbox table is the queue; any number of instances on one database).
+ */
+export const QueueBackendSetting: Setting<QueueBackend> = setting(
+  "QUEUE_BACKEND",
+  "memory or postgres",
+  Config.schema(Schema.Literals(["memory", "postgres"]), "QUEUE_BACKEND").pipe(
+    Config.withDefault<QueueBackend>("memory")
+  )
+)
+/** `postgres` backend: how often an idle long poll looks for due messages anyway (delays ending, expiries, a missed NOTIFY). */
+export const QueuePollIntervalMs = intSetting("QUEUE_POLL_INTERVAL_MS", { min: 10, max: 60_000 }, 1_000, " of milliseconds")
+/**
+ * `memory` backend: how long a starting instance waits for another in-memory instance on the same
+ * database to stop (a rolling restart) before it refuses to start.
+ */
+export const InstanceLockWaitMs = intSetting(
+  "INSTANCE_LOCK_WAIT_MS",
+  { min: 0, max: 3_600_000 },
+  30_000,
+  " of milliseconds"
+)
 export const FingerprintCacheSize = intSetting("FINGERPRINT_CACHE_SIZE", { min: 0, max: 10_000_000 }, 50_000)
 export const OutboxRelayIntervalMs = intSetting(
   "OUTBOX_RELAY_INTERVAL_MS",
@@ -278,6 +304,9 @@ export const definitions = {
   queueCapacity: QueueCapacity,
   queueVisibilityTimeoutMs: QueueVisibilityTimeoutMs,
   queueMaxDeliveries: QueueMaxDeliveries,
+  queueBackend: QueueBackendSetting,
+  queuePollIntervalMs: QueuePollIntervalMs,
+  instanceLockWaitMs: InstanceLockWaitMs,
   fingerprintCacheSize: FingerprintCacheSize,
   outboxRelayIntervalMs: OutboxRelayIntervalMs,
   idempotencyKeyTtlHours: IdempotencyKeyTtlHours,

@@ -177,6 +177,21 @@ export const migrationRecord = {
         invalid bigint NOT NULL DEFAULT 0 CHECK (invalid >= 0)
       )`
     yield* sql`CREATE INDEX formulas_created_at ON formulas (created_at)`
+  }),
+  // The queue in the database (QUEUE_BACKEND=postgres, src/queue/PgMessageQueue.ts): the outbox row is the
+  // message. `receipt` is the current delivery's (NULL when none is in flight); `visible_at` is when the
+  // row is next due: '-infinity' (a constant default, so adding the column rewrites nothing) means ready
+  // now, a time ahead means in flight (receipt set) or delayed by a nack (receipt NULL). `attempts` (0006)
+  // counts deliveries. The partial index holds exactly the rows a claim may take, in claim order.
+  // A message published to the queue directly (not by a submission) has no formula.
+  "0009_queue_in_database": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE outbox ADD COLUMN receipt uuid`
+    yield* sql`ALTER TABLE outbox ADD COLUMN visible_at timestamptz NOT NULL DEFAULT '-infinity'`
+    yield* sql`ALTER TABLE outbox ALTER COLUMN formula_id DROP NOT NULL`
+    yield* sql`
+      CREATE INDEX outbox_due ON outbox (visible_at, created_at)
+       WHERE delivered_at IS NULL AND purged_at IS NULL AND dead_lettered_at IS NULL`
   })
 } satisfies Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>
 
