@@ -337,30 +337,32 @@ export const queueConformance = (backend: QueueUnderTest) => {
     }).pipe(withQueue())
   )
 
-  it.effect("after maxDeliveries a nacked message is dead-lettered at once with its attempts, body and last error", () =>
-    Effect.gen(function* () {
-      const queue = yield* MessageQueue
-      const id = newId()
-      yield* queue.publish(msg(id, { n: 1 }))
-      const [first] = yield* queue.receive()
-      yield* queue.nack(first!.receipt, { error: "first failure" })
-      const [second] = yield* queue.receive()
-      assert.strictEqual(second!.attempt, 2)
-      // A delay does not postpone the dead-lettering.
-      yield* queue.nack(second!.receipt, { error: "boom", delay: 5_000 })
+  it.effect(
+    "after maxDeliveries a nacked message is dead-lettered at once with its attempts, body and last error",
+    () =>
+      Effect.gen(function* () {
+        const queue = yield* MessageQueue
+        const id = newId()
+        yield* queue.publish(msg(id, { n: 1 }))
+        const [first] = yield* queue.receive()
+        yield* queue.nack(first!.receipt, { error: "first failure" })
+        const [second] = yield* queue.receive()
+        assert.strictEqual(second!.attempt, 2)
+        // A delay does not postpone the dead-lettering.
+        yield* queue.nack(second!.receipt, { error: "boom", delay: 5_000 })
 
-      const stats = yield* queue.stats
-      assert.strictEqual(stats.deadLettered, 1)
-      assert.strictEqual(stats.size, 0, "dead letters do not count against the capacity")
-      assert.strictEqual(stats.delayed, 0)
-      const letters = yield* queue.deadLetters
-      assert.strictEqual(letters.length, 1)
-      const { deadLetteredAt, ...letter } = letters[0]!
-      assert.deepStrictEqual(letter, { messageId: id, attempts: 2, lastError: "boom", body: { n: 1 } })
-      assert.isTrue(Number.isFinite(deadLetteredAt))
-      yield* TestClock.adjust(10_000)
-      assert.deepStrictEqual(yield* queue.receive(), [])
-    }).pipe(withQueue({ maxDeliveries: 2 }))
+        const stats = yield* queue.stats
+        assert.strictEqual(stats.deadLettered, 1)
+        assert.strictEqual(stats.size, 0, "dead letters do not count against the capacity")
+        assert.strictEqual(stats.delayed, 0)
+        const letters = yield* queue.deadLetters
+        assert.strictEqual(letters.length, 1)
+        const { deadLetteredAt, ...letter } = letters[0]!
+        assert.deepStrictEqual(letter, { messageId: id, attempts: 2, lastError: "boom", body: { n: 1 } })
+        assert.isTrue(Number.isFinite(deadLetteredAt))
+        yield* TestClock.adjust(10_000)
+        assert.deepStrictEqual(yield* queue.receive(), [])
+      }).pipe(withQueue({ maxDeliveries: 2 }))
   )
 
   it.effect("a nack without an error dead-letters with a last error all the same", () =>
@@ -376,27 +378,29 @@ export const queueConformance = (backend: QueueUnderTest) => {
     }).pipe(withQueue({ maxDeliveries: 1 }))
   )
 
-  it.effect("after maxDeliveries an expired message is dead-lettered as 'visibility timeout expired', never delivered again", () =>
-    Effect.gen(function* () {
-      const queue = yield* MessageQueue
-      const id = newId()
-      yield* queue.publish(msg(id))
-      for (let attempt = 1; attempt <= 3; attempt++) {
-        const [delivery] = yield* queue.receive({ visibilityTimeout: 100 })
-        assert.strictEqual(delivery!.attempt, attempt)
-        yield* TestClock.adjust(100)
-      }
-      // A backend may dead-letter at the deadline or at the next receive that finds it due: either way, not delivered.
-      assert.deepStrictEqual(yield* queue.receive({ max: 10 }), [])
-      const letters = yield* queue.deadLetters
-      assert.deepStrictEqual(
-        letters.map((letter) => [letter.messageId, letter.attempts, letter.lastError]),
-        [[id, 3, "visibility timeout expired"]]
-      )
-      const stats = yield* queue.stats
-      assert.strictEqual(stats.deadLettered, 1)
-      assert.strictEqual(stats.size, 0)
-    }).pipe(withQueue({ maxDeliveries: 3 }))
+  it.effect(
+    "after maxDeliveries an expired message is dead-lettered as 'visibility timeout expired', never delivered again",
+    () =>
+      Effect.gen(function* () {
+        const queue = yield* MessageQueue
+        const id = newId()
+        yield* queue.publish(msg(id))
+        for (let attempt = 1; attempt <= 3; attempt++) {
+          const [delivery] = yield* queue.receive({ visibilityTimeout: 100 })
+          assert.strictEqual(delivery!.attempt, attempt)
+          yield* TestClock.adjust(100)
+        }
+        // A backend may dead-letter at the deadline or at the next receive that finds it due: either way, not delivered.
+        assert.deepStrictEqual(yield* queue.receive({ max: 10 }), [])
+        const letters = yield* queue.deadLetters
+        assert.deepStrictEqual(
+          letters.map((letter) => [letter.messageId, letter.attempts, letter.lastError]),
+          [[id, 3, "visibility timeout expired"]]
+        )
+        const stats = yield* queue.stats
+        assert.strictEqual(stats.deadLettered, 1)
+        assert.strictEqual(stats.size, 0)
+      }).pipe(withQueue({ maxDeliveries: 3 }))
   )
 
   it.effect("dead letters are listed oldest first", () =>
@@ -775,7 +779,8 @@ export const queueConformance = (backend: QueueUnderTest) => {
   it.effect.prop(
     "random interleavings keep the queue's guarantees",
     [Commands],
-    ([commands]) => runCommands(commands, newSeen()).pipe(withQueue({ capacity, maxDeliveries, visibilityTimeout: 1_000 })),
+    ([commands]) =>
+      runCommands(commands, newSeen()).pipe(withQueue({ capacity, maxDeliveries, visibilityTimeout: 1_000 })),
     { arbitrary: { runs: backend.propertyRuns, size: 60 } }
   )
 }
