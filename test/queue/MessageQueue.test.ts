@@ -7,7 +7,7 @@
  * configuration.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Arbitrary, ConfigProvider, Context, Effect, Exit, Fiber, Latch, Layer, Metric, Option, Scope } from "effect"
+import { Arbitrary, ConfigProvider, Context, Effect, Exit, Fiber, Latch, Layer, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { MessageQueue, type MessageQueueOptions } from "../../src/queue/MessageQueue.ts"
 import {
@@ -16,36 +16,9 @@ import {
   maxDeliveries,
   newSeen,
   queueConformance,
-  type QueueUnderTest,
-  runCommands,
-  StoredResults
+  runCommands
 } from "./QueueConformance.ts"
-
-/** The suite's backend: results stored by an `onAck` hook (keeping the first, as the outbox does). */
-const memoryQueue: QueueUnderTest = {
-  name: "memory",
-  pollIntervalMs: 0,
-  propertyRuns: 300,
-  layer: (options) =>
-    Layer.unwrap(
-      Effect.sync(() => {
-        const results = new Map<string, unknown>()
-        return Layer.merge(
-          MessageQueue.layerWith({
-            ...options,
-            onAck: ({ messageId, result }) =>
-              Effect.sync(() => {
-                if (!results.has(messageId)) results.set(messageId, result)
-              })
-          }),
-          Layer.succeed(StoredResults, {
-            resultOf: (messageId) =>
-              Effect.sync(() => (results.has(messageId) ? Option.some(results.get(messageId)) : Option.none()))
-          })
-        )
-      })
-    )
-}
+import { memoryQueue } from "../support/QueueBackends.ts"
 
 describe("MessageQueue conformance (memory)", () => {
   queueConformance(memoryQueue)

@@ -16,37 +16,12 @@
  * Message ids are UUIDs throughout (the database backend requires them).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Arbitrary, Context, Duration, Effect, Exit, Fiber, type Layer, Option, Schema } from "effect"
+import { Arbitrary, Effect, Exit, Fiber, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { randomUUID } from "node:crypto"
 import { MessageQueue, type MessageQueueService } from "../../src/queue/MessageQueue.ts"
-
-/** The settings a test gives its queue; the rest are the backend's defaults. */
-export interface QueueTestOptions {
-  readonly capacity?: number | undefined
-  readonly visibilityTimeout?: Duration.Input | undefined
-  readonly maxDeliveries?: number | undefined
-}
-
-/** What an ack with a result stored for a message (`None`: no ack stored a result yet). */
-export class StoredResults extends Context.Service<
-  StoredResults,
-  { readonly resultOf: (messageId: string) => Effect.Effect<Option.Option<unknown>> }
->()("test/queue/StoredResults") {}
-
-export interface QueueUnderTest {
-  readonly name: string
-  /** A fresh, empty queue with these settings, and a way to read the results its acks stored. */
-  readonly layer: (options: QueueTestOptions) => Layer.Layer<MessageQueue | StoredResults, unknown>
-  /**
-   * How long after a message became due by time alone (visibility timeout, nack delay) a
-   * waiting receive may take to see it: 0 when the backend's timers wake waiters at once
-   * (memory), its backstop poll interval when waiters learn it by polling (postgres).
-   */
-  readonly pollIntervalMs: number
-  /** Runs of the random-interleavings property (each builds a fresh queue). */
-  readonly propertyRuns: number
-}
+import { type QueueTestOptions, type QueueUnderTest, StoredResults } from "../support/QueueBackends.ts"
+import { advanceUntilDone, eventually, joinWithin, settle } from "../support/TestTime.ts"
 
 export const newId = (): string => randomUUID()
 
@@ -55,59 +30,14 @@ const msg = (messageId: string, body: unknown = { id: messageId }) => ({ message
 /** Ids made in order (FIFO checks compare against this order). */
 const ids = (count: number): Array<string> => Array.from({ length: count }, newId)
 
-/** Lets forked fibers run until they block (no clock involved). */
-const settle = Effect.gen(function* () {
-  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
-})
-
 const tagOf = <E extends { readonly _tag: string }>(effect: Effect.Effect<unknown, E>) =>
   Effect.map(Effect.flip(effect), (error) => error._tag)
-
-/**
- * Waits for real events (a database's statements), polling every few ms, up to
- * 10 s of real time; fails naming what never happened.
- */
-const eventually = (what: string, check: Effect.Effect<boolean>) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 2_000; i++) {
-      if (yield* check) return
-      yield* TestClock.withLive(Effect.sleep(5))
-    }
-    return yield* Effect.die(new Error(`never happened: ${what}`))
-  })
 
 const waitingIs = (queue: MessageQueueService, count: number) =>
   eventually(
     `${count} receivers waiting`,
     Effect.map(queue.stats, (stats) => stats.waiting === count)
   ).pipe(Effect.andThen(settle))
-
-/** The fiber's result within `ms` of real time (the clock not moved), else a failure. */
-const joinWithin = <A, E>(fiber: Fiber.Fiber<A, E>, ms: number) =>
-  Fiber.join(fiber).pipe(
-    Effect.timeoutOrElse({
-      duration: Duration.millis(ms),
-      orElse: () => Effect.die(new Error(`not answered within ${ms} ms without the clock moving`))
-    }),
-    TestClock.withLive
-  )
-
-/**
- * Moves the clock `stepMs` at a time until `fiber` is done, giving a backend's
- * statements (real I/O) time to run between steps; fails once the clock moved
- * more than `limitMs` in all. Returns the fiber's result.
- */
-const advanceUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>, stepMs: number, limitMs: number) =>
-  Effect.gen(function* () {
-    let moved = 0
-    while (true) {
-      yield* TestClock.adjust(stepMs)
-      moved += stepMs
-      for (let i = 0; i < 25 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.withLive(Effect.sleep(2))
-      if (fiber.pollUnsafe() !== undefined) return yield* Fiber.join(fiber)
-      if (moved >= limitMs) return yield* Effect.die(new Error(`not done after the clock moved ${moved} ms`))
-    }
-  })
 
 /** Registers the suite's tests for `backend` in the current describe block. */
 export const queueConformance = (backend: QueueUnderTest) => {
@@ -691,7 +621,7 @@ export const queueConformance = (backend: QueueUnderTest) => {
         yield* waitingIs(queue, 1)
         yield* TestClock.adjust(1_999)
         assert.isUndefined(fiber.pollUnsafe())
-        assert.deepStrictEqual(yield* advanceUntilDone(fiber, 1, 2 * pollStep), [])
+        assert.deepStrictEqual(yield* advanceUntilDone(fiber, pollStep, 2 * pollStep), [])
         assert.strictEqual((yield* queue.stats).waiting, 0)
       }).pipe(withQueue())
     )
