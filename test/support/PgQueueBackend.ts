@@ -66,7 +66,9 @@ const storedResults = Layer.effect(
  * The queue in the outbox table of a database shared by the current describe
  * block (call it inside the block: it registers the hooks that open and close it).
  */
-export const postgresQueue = (database: TestDatabase): QueueUnderTest & { readonly database: Layer.Layer<Database> } => {
+export const postgresQueue = (
+  database: TestDatabase
+): QueueUnderTest & { readonly database: Layer.Layer<Database> } => {
   const shared = sharedDatabase(database)
   return {
     name: `postgres on ${database.name}`,
