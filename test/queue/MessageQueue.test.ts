@@ -113,6 +113,19 @@ describe("MessageQueue", () => {
     )
   })
 
+  it.effect("release gives a delivery back to the front of the ready messages", () =>
+    Effect.gen(function* () {
+      const queue = yield* MessageQueue
+      yield* queue.publish(msg("m1"))
+      yield* queue.publish(msg("m2"))
+      const [delivery] = yield* queue.receive()
+      yield* queue.release(delivery!.receipt)
+      const [again] = yield* queue.receive()
+      assert.strictEqual(again!.messageId, "m1")
+      assert.strictEqual(again!.attempt, 1)
+    }).pipe(withQueue())
+  )
+
   describe("long poll", () => {
     it.effect("a waiting receive is woken by a commit", () =>
       Effect.gen(function* () {

@@ -418,9 +418,10 @@ export const queueConformance = (backend: QueueUnderTest) => {
       )
       assert.strictEqual(yield* queue.redrive({ messageIds: [c!] }), 0, "full: nothing fits")
       assert.strictEqual(yield* tagOf(queue.publish(msg(newId()))), "QueueFull")
-      assert.deepStrictEqual(
+      // Where a redriven message queues (behind the others in memory, by age in a table) is the backend's own.
+      assert.sameMembers(
         (yield* queue.receive({ max: 10 })).map((delivery) => delivery.messageId),
-        [d, e, a]
+        [a, d, e]
       )
     }).pipe(withQueue({ maxDeliveries: 1, capacity: 3 }))
   )
@@ -454,17 +455,15 @@ export const queueConformance = (backend: QueueUnderTest) => {
   it.effect("release gives a delivery back without counting the attempt", () =>
     Effect.gen(function* () {
       const queue = yield* MessageQueue
-      const [first, second] = ids(2)
-      yield* queue.publish(msg(first!))
-      yield* queue.publish(msg(second!))
+      const id = newId()
+      yield* queue.publish(msg(id))
       const [delivery] = yield* queue.receive()
-      assert.strictEqual(delivery!.messageId, first)
       yield* queue.release(delivery!.receipt)
-      assert.strictEqual((yield* queue.stats).ready, 2)
-      const [again] = yield* queue.receive()
-      assert.strictEqual(again!.messageId, first)
-      assert.strictEqual(again!.attempt, 1)
+      assert.strictEqual((yield* queue.stats).ready, 1)
       assert.strictEqual(yield* tagOf(queue.release(delivery!.receipt)), "ReceiptInvalid")
+      const [again] = yield* queue.receive()
+      assert.strictEqual(again!.messageId, id)
+      assert.strictEqual(again!.attempt, 1)
       // maxDeliveries 1: had the releases counted, the message would be out of deliveries by now.
       yield* queue.release(again!.receipt)
       const [third] = yield* queue.receive()
