@@ -203,7 +203,10 @@ const behaviour = (backend: QueueUnderTest) => {
 
   it.effect("dead letters: GET lists them, POST redrive makes them ready, DELETE purges them", () =>
     Effect.gen(function* () {
-      yield* TestClock.adjust(1_700_000_000_000)
+      // The memory queue's time is the clock's (a database queue's is the clock's plus its offset from the
+      // database's, and its count fiber wakes every poll interval: a jump of decades is millions of wakes).
+      const at = backend.name === "memory" ? 1_700_000_000_000 : undefined
+      if (at !== undefined) yield* TestClock.adjust(at)
       const published = [newId(), newId(), newId()]
       for (const id of published) yield* publish(id, { id })
       for (const delivery of (yield* call("POST", "/queue/receive", { max: 3 })).json.messages) {
@@ -211,17 +214,17 @@ const behaviour = (backend: QueueUnderTest) => {
       }
       const listed = yield* call("GET", "/queue/dead-letters")
       assert.strictEqual(listed.status, 200)
-      const { deadLetteredAt, ...first } = listed.json.messages[0]
+      assert.strictEqual(listed.json.messages.length, 3)
+      // Dead-lettered at one instant: listed in an order of the backend's own.
+      const { deadLetteredAt, ...first } = listed.json.messages.find((letter: any) => letter.messageId === published[0])
       assert.deepStrictEqual(first, {
         messageId: published[0],
         attempts: 1,
         lastError: `failed ${published[0]}`,
         body: { id: published[0] }
       })
-      // The memory queue's time is the clock's; a database's is the clock's plus its offset from the database's.
-      if (backend.name === "memory") assert.strictEqual(deadLetteredAt, new Date(1_700_000_000_000).toISOString())
+      if (at !== undefined) assert.strictEqual(deadLetteredAt, new Date(at).toISOString())
       assert.strictEqual(new Date(deadLetteredAt).toISOString(), deadLetteredAt)
-      assert.strictEqual(listed.json.messages.length, 3)
 
       const redriven = yield* call("POST", "/queue/dead-letters/redrive")
       assert.strictEqual(redriven.status, 200)
