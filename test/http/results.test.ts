@@ -30,8 +30,8 @@ import type { QueueBackend } from "../../src/Settings.ts"
 const SETTLE: Record<QueueBackend, string> = {
   // FormulaSql.settleProcessed, called by the memory queue's onAck hook
   memory: "UPDATE outbox SET delivered_at",
-  // PgQueueSql's ack: the receipt's row settled with its event in one statement
-  postgres: "UPDATE outbox SET delivered_at"
+  // FormulaSql.settleByReceipt, the postgres queue's ack: the receipt's row settled with its event in one statement
+  postgres: "UPDATE outbox o SET receipt = NULL"
 }
 
 const runtime = {
