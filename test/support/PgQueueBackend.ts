@@ -74,7 +74,7 @@ export const postgresQueue = (
     name: `postgres on ${database.name}`,
     database: shared,
     pollIntervalMs: testPollIntervalMs,
-    propertyRuns: 20,
+    propertyRuns: 50,
     layer: (options) =>
       Layer.unwrap(
         Effect.as(
