@@ -9,7 +9,8 @@
  * Each test runs its own server on a fresh database behind a fault injector
  * (test/support/FaultyStream.ts), so the ack's statement can be cut. Webhook
  * endpoints and the formula's client are written with SQL: their API is built
- * elsewhere.
+ * elsewhere. Every test runs with both queue backends (QUEUE_BACKEND): in
+ * memory, settling outbox rows through its hooks, and in the outbox table.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
@@ -22,9 +23,16 @@ import { postgresUrl } from "../support/Databases.ts"
 import { FaultInjector, type FaultyDatabase, faultyDatabases } from "../support/FaultyStream.ts"
 import { assertCreated, assertProblem, postFormula, summerBreeze, uniqueTag } from "../support/Formulas.ts"
 import { type JsonResponse, request, testServer } from "../support/TestServer.ts"
+import type { RuntimeOptions } from "../../src/Runtime.ts"
+import type { QueueBackend } from "../../src/Settings.ts"
 
-/** The ack's settling statement, as the fault injector recognises it (FormulaSql.settleProcessed). */
-const SETTLE = "UPDATE outbox SET delivered_at"
+/** The ack's settling statement, as the fault injector recognises it, per queue backend. */
+const SETTLE: Record<QueueBackend, string> = {
+  // FormulaSql.settleProcessed, called by the memory queue's onAck hook
+  memory: "UPDATE outbox SET delivered_at",
+  // FormulaSql.settleByReceipt, the postgres queue's ack: the receipt's row settled with its event in one statement
+  postgres: "UPDATE outbox o SET receipt = NULL"
+}
 
 const runtime = {
   queue: { capacity: 100, visibilityTimeout: Duration.minutes(5), maxDeliveries: 2 },
@@ -36,16 +44,10 @@ const runtime = {
 }
 
 /** A server on a fresh database behind `injector`; the database's client too, for the test's own SQL. */
-const app = (database: FaultyDatabase, injector: FaultInjector) => {
+const app = (database: FaultyDatabase, injector: FaultInjector, options: RuntimeOptions) => {
   const db = database.layer(injector)
-  return testServer(db, { runtime }).pipe(Layer.provideMerge(db))
+  return testServer(db, { runtime: { ...runtime, ...options } }).pipe(Layer.provideMerge(db))
 }
-
-const onApp = <A, E, R>(database: FaultyDatabase, body: (injector: FaultInjector) => Effect.Effect<A, E, R>) =>
-  Effect.suspend(() => {
-    const injector = new FaultInjector()
-    return body(injector).pipe(Effect.provide(app(database, injector)))
-  })
 
 const submit = Effect.gen(function* () {
   return assertCreated(yield* postFormula(summerBreeze(uniqueTag())))
@@ -128,8 +130,20 @@ const eventCount = Effect.gen(function* () {
 
 const timeout = 60_000
 
-for (const database of faultyDatabases(postgresUrl)) {
-  describe(`results and message status over HTTP on ${database.name}`, () => {
+for (const [database, queueBackend] of faultyDatabases(postgresUrl).flatMap((database) =>
+  (["memory", "postgres"] as const).map((backend) => [database, backend] as const)
+)) {
+  describe(`results and message status over HTTP on ${database.name}, queue in ${queueBackend}`, () => {
+    const onApp = <A, E, R>(
+      database: FaultyDatabase,
+      body: (injector: FaultInjector) => Effect.Effect<A, E, R>,
+      options: RuntimeOptions = {}
+    ) =>
+      Effect.suspend(() => {
+        const injector = new FaultInjector()
+        return body(injector).pipe(Effect.provide(app(database, injector, { queueBackend, ...options })))
+      })
+
     it.live(
       "ack with a result: 204; GET /formulas/{id} and GET /formulas show it processed, with attempts, processedAt and the result",
       () =>
@@ -190,14 +204,14 @@ for (const database of faultyDatabases(postgresUrl)) {
             const created = yield* submit
             const { ids } = yield* clientWithEndpoints(created.id, [{ events: ["formula.processed"], enabled: true }])
             const delivery = yield* receiveOne
-            const fault = injector.arm(SETTLE, "before")
+            const fault = injector.arm(SETTLE[queueBackend], "before")
             const failed = yield* ack(delivery.receipt, { grade: 1 })
             assert.isTrue(yield* fault.hasFired)
             assertProblem(failed, 503, "database-unavailable")
             assert.match(failed.headers.get("retry-after") ?? "", /^\d+$/)
             const stats = yield* MessageQueue.use((queue) => queue.stats)
             assert.strictEqual(stats.inFlight, 1, "the message was not lost")
-            assert.strictEqual(stats.totals.acked, 0)
+            if (queueBackend === "memory") assert.strictEqual(stats.totals.acked, 0)
             assert.deepInclude((yield* formula(created.id)).message, { status: "pending", result: null })
             assert.strictEqual(yield* eventCount, 0, "no event for an ack that did not commit")
 
@@ -221,18 +235,26 @@ for (const database of faultyDatabases(postgresUrl)) {
             const created = yield* submit
             yield* clientWithEndpoints(created.id, [{ events: ["formula.processed"], enabled: true }])
             const delivery = yield* receiveOne
-            const fault = injector.arm(SETTLE, "after")
+            const fault = injector.arm(SETTLE[queueBackend], "after")
             assertProblem(yield* ack(delivery.receipt, "first"), 503, "database-unavailable")
             assert.isTrue(yield* fault.hasFired)
             assertStatus(yield* ack(delivery.receipt, "second"), 204)
             assert.strictEqual((yield* formula(created.id)).message.result, "first")
 
-            // Delivered again (as the outbox relay does with a message whose outcome it could not learn).
-            yield* MessageQueue.use((queue) =>
+            // Delivered again (as the memory queue's outbox relay does with a message whose outcome it could not
+            // learn). In the table the settled row is the message: published again it is a duplicate, never delivered.
+            const republished = yield* MessageQueue.use((queue) =>
               queue.publish({ messageId: delivery.messageId, body: { formulaId: created.id } })
             )
-            const again = yield* receiveOne
-            assertStatus(yield* ack(again.receipt, "third"), 204)
+            if (queueBackend === "memory") {
+              const again = yield* receiveOne
+              assertStatus(yield* ack(again.receipt, "third"), 204)
+            } else {
+              assert.isTrue(republished.duplicate)
+              assert.deepStrictEqual((yield* request("POST", "/queue/receive", { body: { max: 10 } })).json, {
+                messages: []
+              })
+            }
             const shown = (yield* formula(created.id)).message
             assert.deepInclude(shown, { status: "processed", result: "first", attempts: 1 })
             assert.lengthOf(yield* deliveriesOf("formula.processed"), 1, "one event, one delivery")
@@ -363,6 +385,35 @@ for (const database of faultyDatabases(postgresUrl)) {
               lastError: "classifier unavailable"
             })
           })
+        ),
+      timeout
+    )
+
+    it.live(
+      "a full queue: POST /formulas is a 503 queue-full with Retry-After, nothing stored; an ack makes room again",
+      () =>
+        onApp(
+          database,
+          () =>
+            Effect.gen(function* () {
+              const first = yield* submit
+              const full = yield* postFormula(summerBreeze(uniqueTag()))
+              assertProblem(full, 503, "queue-full")
+              assert.match(full.headers.get("retry-after") ?? "", /^\d+$/)
+              const listed = (yield* request("GET", "/formulas")).json.items
+              assert.deepStrictEqual(
+                listed.map((item: any) => item.id),
+                [first.id],
+                "the refused formula was not stored"
+              )
+              const stats = yield* MessageQueue.use((queue) => queue.stats)
+              assert.deepInclude(stats, { capacity: 1, size: 1, available: 0 })
+
+              const delivery = yield* receiveOne
+              assertStatus(yield* ack(delivery.receipt, { grade: "A" }), 204)
+              yield* submit
+            }),
+          { queue: { ...runtime.queue, capacity: 1 } }
         ),
       timeout
     )
