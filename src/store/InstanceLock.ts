@@ -13,15 +13,18 @@
  *
  * - PostgreSQL: a session advisory lock keyed by (this service, the schema's
  *   hash) — tests run many schemas on one database at once, and an advisory
- *   lock is per database already — on a connection reserved for the lock
- *   (a pooled connection would take the lock back to the pool with it), and
- *   unlocked explicitly on release (the pool may keep the connection).
+ *   lock is per database already — on a connection of its own, opened with
+ *   the runtime's client settings (same server, same search path) but outside
+ *   its pool: a pooled connection would take the lock back to the pool with
+ *   it, and one reserved from the pool for good would shrink it (tried: the
+ *   connection-fault tests, whose pool has 4, then handed out a dead
+ *   connection more often). Unlocked explicitly on release, then closed.
  * - Embedded PGlite: one session for the whole process, and advisory locks are
  *   re-entrant within a session, so the lock would always be granted. Another
  *   process cannot open the same DATA_DIR anyway (DataDirLock.ts); within the
  *   process, two runtimes on one PGlite client are told apart here.
  */
-import { PgClient } from "@effect/sql-pg"
+import { PgClient, PgConnection } from "@effect/sql-pg"
 import { Clock, Config, Duration, Effect, Layer, type Scope } from "effect"
 import type { SqlError } from "effect/sql"
 import { InstanceLockWaitMs, type QueueBackend, QueueBackendSetting, StartupFailed } from "../Settings.ts"
@@ -47,8 +50,8 @@ const describe = (where: Where) =>
     : `database "${where.database}" (schema "${where.schema}")`
 
 /**
- * One attempt at the lock and its release. On PostgreSQL the connection is
- * reserved in the caller's scope (released after the unlock).
+ * An attempt at the lock, and its release. On PostgreSQL the connection lives
+ * in the caller's scope (closed after the unlock).
  */
 const lockOn = (sql: PgClient.PgClient, where: Where) =>
   Effect.gen(function* () {
@@ -58,19 +61,15 @@ const lockOn = (sql: PgClient.PgClient, where: Where) =>
         release: Effect.sync(() => void embeddedHolders.delete(sql))
       }
     }
-    const connection = yield* sql.reserve
+    const connection = yield* PgConnection.make(sql.config)
     return {
       take: Effect.map(
-        connection.execute(
-          "SELECT pg_try_advisory_lock($1, hashtext(current_schema())) AS locked",
-          [lockClass],
-          undefined
-        ),
-        (rows) => rows[0]?.locked === true
+        connection.query("SELECT pg_try_advisory_lock($1, hashtext(current_schema())) AS locked", [lockClass]),
+        (result) => result.rows[0]?.["locked"] === true
       ),
       // The connection may have died with the lock (the server then released it): nothing left to undo.
       release: connection
-        .execute("SELECT pg_advisory_unlock($1, hashtext(current_schema()))", [lockClass], undefined)
+        .query("SELECT pg_advisory_unlock($1, hashtext(current_schema()))", [lockClass])
         .pipe(Effect.ignore)
     }
   })
