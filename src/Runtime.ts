@@ -20,6 +20,7 @@
  *
  *   WebhookEndpoints (the endpoint API) and FormulaIntake wake DeliverySignal after writing deliveries.
  *   database ─► DeliverySignal ─► WebhookDispatcher (claims due webhook deliveries; its own fibers)
+ *   InstanceLock (QUEUE_BACKEND=memory: one such runtime per database schema) is taken before the relay starts.
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
@@ -38,6 +39,7 @@ import {
   type QueueHook
 } from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
+import * as InstanceLock from "./store/InstanceLock.ts"
 import { FormulaStore, type GroupCommitSettings, type SettleOutcome } from "./store/FormulaStore.ts"
 import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
 import { databaseChoice, type QueueBackend, QueueBackendSetting, QueuePollIntervalMs, type Settings } from "./Settings.ts"
@@ -203,11 +205,13 @@ const layerOn = <E, R>(
     options.statsFlushInterval === false
       ? SubmissionCounters.layerOff
       : SubmissionCounters.layerWith({ interval: options.statsFlushInterval })
+  // The in-memory queue's guard (one instance per database schema), held before the relay's start-up recovery.
+  const guard = InstanceLock.layerFor(options)
   return Layer.mergeAll(FormulaIntake.layerNoDeps, SubmissionStats.layer, dispatcher).pipe(
     Layer.provideMerge(counters),
     Layer.provideMerge(relay),
     Layer.provideMerge(Layer.mergeAll(queue, cache, webhooks)),
-    Layer.provideMerge(Layer.mergeAll(store, keys, DeliverySignal.layer)),
+    Layer.provideMerge(Layer.mergeAll(store, keys, DeliverySignal.layer, guard)),
     Layer.provide(database)
   )
 }
@@ -215,9 +219,16 @@ const layerOn = <E, R>(
 /** The runtime on the database chosen by `DATABASE_URL` / `DATA_DIR`, every setting from the environment. */
 export const layer = layerWith(Database.layer)
 
+/** The database `settings` choose; a DATA_DIR another process holds is waited for as long as the instance lock. */
+const databaseOf = (settings: Settings) =>
+  Database.layerFrom(databaseChoice(settings), {
+    waitMs: settings.databaseWaitMs,
+    lockWaitMs: settings.instanceLockWaitMs
+  })
+
 /** The runtime as `settings` (read once by `Settings.load`) describe it; reads nothing more from the environment. */
 export const layerFromSettings = (settings: Settings) =>
-  layerWith(Database.layerFrom(databaseChoice(settings), { waitMs: settings.databaseWaitMs }), {
+  layerWith(databaseOf(settings), {
     queue: {
       capacity: settings.queueCapacity,
       visibilityTimeout: settings.queueVisibilityTimeoutMs,

@@ -9,7 +9,15 @@ import { Cause, Clock, Duration, Effect, Exit, Layer, Redacted } from "effect"
 import type { SqlClient } from "effect/sql"
 import { mkdir, rm, writeFile } from "node:fs/promises"
 import { dirname, join, resolve } from "node:path"
-import { type DatabaseChoice, DatabaseConfig, DatabaseWaitMs, redactUrl, StartupFailed } from "../Settings.ts"
+import {
+  type DatabaseChoice,
+  DatabaseConfig,
+  DatabaseWaitMs,
+  InstanceLockWaitMs,
+  redactUrl,
+  StartupFailed
+} from "../Settings.ts"
+import * as DataDirLock from "./DataDirLock.ts"
 import { runMigrations } from "./Migrations.ts"
 import { makePgliteStream } from "./PgliteBridge.ts"
 
@@ -48,15 +56,23 @@ export const layerPostgres = (
  * An embedded PGlite. `dataDir` undefined keeps the database in memory (tests).
  * The pool holds exactly one connection: PGlite is one backend session, and a
  * second connection would share (and break) the first one's transactions.
+ * A `dataDir` is held by one process at a time (DataDirLock.ts): another one
+ * is waited for up to `lockWait` (default 30 s, as INSTANCE_LOCK_WAIT_MS).
  */
 export const layerEmbedded = (
-  dataDir: string | undefined
+  dataDir: string | undefined,
+  options: { readonly lockWait?: Duration.Input | undefined } = {}
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown> =>
   Layer.unwrap(
     Effect.gen(function* () {
+      if (dataDir !== undefined) {
+        yield* ensureWritableDirectory(dataDir)
+        // Released after the database closes (finalizers run in reverse). Outside the acquisition below,
+        // which cannot be interrupted: a SIGTERM ends the wait.
+        yield* DataDirLock.acquire(dataDir, { wait: options.lockWait ?? Duration.seconds(30) })
+      }
       const db = yield* Effect.acquireRelease(
         Effect.gen(function* () {
-          if (dataDir !== undefined) yield* ensureWritableDirectory(dataDir)
           const db = dataDir === undefined ? new PGlite() : new PGlite(dataDir)
           yield* Effect.promise(() => db.waitReady)
           return db
@@ -193,15 +209,17 @@ const failing = (error: StartupFailed): Layer.Layer<PgClient.PgClient | SqlClien
 
 /**
  * The database `choice` names, migrated. PostgreSQL is waited for up to
- * `waitMs` (DATABASE_WAIT_MS); every failure is a `StartupFailed` naming
+ * `waitMs` (DATABASE_WAIT_MS), a DATA_DIR held by another process up to
+ * `lockWaitMs` (INSTANCE_LOCK_WAIT_MS); every failure is a `StartupFailed` naming
  * `DATABASE_URL` (password redacted) or `DATA_DIR`.
  */
 export const layerFrom = (
   choice: DatabaseChoice,
-  options: { readonly waitMs: number }
+  options: { readonly waitMs: number; readonly lockWaitMs?: number | undefined }
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, StartupFailed> => {
   if (choice._tag === "Embedded") {
-    return migrated(layerEmbedded(choice.dataDir)).pipe(
+    const lockWait = options.lockWaitMs === undefined ? undefined : Duration.millis(options.lockWaitMs)
+    return migrated(layerEmbedded(choice.dataDir, { lockWait })).pipe(
       Layer.catch((error) => failing(naming(`DATA_DIR=${JSON.stringify(choice.dataDir)}`)(error)))
     )
   }
@@ -216,6 +234,7 @@ export const layer: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown
   Effect.gen(function* () {
     const choice = yield* DatabaseConfig
     const waitMs = yield* DatabaseWaitMs.config
-    return layerFrom(choice, { waitMs })
+    const lockWaitMs = yield* InstanceLockWaitMs.config
+    return layerFrom(choice, { waitMs, lockWaitMs })
   })
 )

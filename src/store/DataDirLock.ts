@@ -1,0 +1,143 @@
+/**
+ * One process at a time on a DATA_DIR.
+ *
+ * PGlite is a database inside the process: two processes on one DATA_DIR each
+ * run their own copy, each sees only its own writes, and whichever stops last
+ * overwrites the other's (tried: a formula answered 201 by the first was gone
+ * after both stopped). An advisory lock cannot help — each process has its own
+ * server — so the directory holds a lock file, `formula-intake.lock`, naming
+ * its holder (pid, host), created atomically (written aside, then hard-linked
+ * into place: the link fails if the file exists, and it is never half written).
+ *
+ * A second process waits for the holder to stop (a rolling restart) up to
+ * INSTANCE_LOCK_WAIT_MS, asking every 200 ms, then refuses to start. A lock
+ * whose holder is gone (killed, crashed: the file stays) is taken over: on the
+ * same host, a pid that no longer runs — or our own pid when this process does
+ * not hold it (a container restarted gets the same pid again) — is gone. A
+ * holder on another host cannot be checked: the message says which file to
+ * remove if that process no longer runs (PostgreSQL's postmaster.pid works the
+ * same way). This applies whatever the queue backend: QUEUE_BACKEND=postgres on
+ * the embedded database is allowed, and is one process too.
+ */
+import { Clock, Duration, Effect, type Scope } from "effect"
+import { link, readFile, rm, unlink, writeFile } from "node:fs/promises"
+import { hostname } from "node:os"
+import { join, resolve } from "node:path"
+import { StartupFailed } from "../Settings.ts"
+
+export const lockFileName = "formula-intake.lock"
+
+/** How often a waiting process asks again. */
+const retryEvery = Duration.millis(200)
+
+interface Holder {
+  readonly pid: number
+  readonly host: string
+  readonly since: string
+}
+
+/** Lock files this process holds (two embedded databases on one directory in one process are refused too). */
+const heldHere = new Set<string>()
+
+type Attempt = { readonly _tag: "Taken" } | { readonly _tag: "Held"; readonly holder: Holder | undefined }
+
+const isRunning = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM" // it runs, as another user
+  }
+}
+
+/** Gone for sure: on this host and not running, or our pid while we do not hold it. */
+const isGone = (path: string, holder: Holder) =>
+  holder.host === hostname() && (holder.pid === process.pid ? !heldHere.has(path) : !isRunning(holder.pid))
+
+const readHolder = async (path: string): Promise<Holder | undefined> => {
+  try {
+    const parsed = JSON.parse(await readFile(path, "utf8"))
+    return typeof parsed?.pid === "number" && typeof parsed?.host === "string" ? parsed : undefined
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") throw error
+    return undefined // not ours to understand: never taken over, the message names the file
+  }
+}
+
+const tryTake = async (path: string): Promise<Attempt> => {
+  const aside = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`
+  const me: Holder = { pid: process.pid, host: hostname(), since: new Date().toISOString() }
+  await writeFile(aside, `${JSON.stringify(me)}\n`)
+  try {
+    for (let tries = 0; tries < 3; tries++) {
+      try {
+        await link(aside, path)
+        heldHere.add(path)
+        return { _tag: "Taken" }
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+      }
+      let holder: Holder | undefined
+      try {
+        holder = await readHolder(path)
+      } catch {
+        continue // removed meanwhile: try again
+      }
+      if (holder === undefined || !isGone(path, holder)) return { _tag: "Held", holder }
+      await rm(path, { force: true }) // a dead holder's file: take it over
+    }
+    return { _tag: "Held", holder: undefined }
+  } finally {
+    await rm(aside, { force: true })
+  }
+}
+
+/** Removes the lock file if it is still this process's. */
+const release = async (path: string) => {
+  heldHere.delete(path)
+  const holder = await readHolder(path).catch(() => undefined)
+  if (holder !== undefined && holder.pid === process.pid && holder.host === hostname()) await unlink(path)
+}
+
+const failure = (dataDir: string, path: string, error: unknown) =>
+  new StartupFailed({
+    message: `DATA_DIR=${JSON.stringify(dataDir)}: cannot take the lock file ${path}: ${(error as Error).message ?? error}`
+  })
+
+/**
+ * Holds DATA_DIR's lock file for the scope, waiting up to `wait` for another
+ * process to let it go; fails with `StartupFailed` after that.
+ */
+export const acquire = (
+  dataDir: string,
+  options: { readonly wait: Duration.Input }
+): Effect.Effect<void, StartupFailed, Scope.Scope> =>
+  Effect.gen(function* () {
+    const path = join(resolve(dataDir), lockFileName)
+    const waitMs = Duration.toMillis(Duration.fromInputUnsafe(options.wait))
+    const deadline = (yield* Clock.currentTimeMillis) + waitMs
+    const take = Effect.tryPromise({ try: () => tryTake(path), catch: (error) => failure(dataDir, path, error) })
+    for (let attempt = 1; ; attempt++) {
+      const result = yield* take
+      if (result._tag === "Taken") break
+      const holder =
+        result.holder === undefined ? "another process" : `process ${result.holder.pid} on ${result.holder.host}`
+      const left = deadline - (yield* Clock.currentTimeMillis)
+      if (left <= 0) {
+        return yield* new StartupFailed({
+          message:
+            `DATA_DIR=${JSON.stringify(dataDir)} is in use by ${holder}, which did not stop within ` +
+            `INSTANCE_LOCK_WAIT_MS=${waitMs}: the embedded database can be opened by one process at a time. ` +
+            `To run several instances, use PostgreSQL (DATABASE_URL) with QUEUE_BACKEND=postgres. ` +
+            `If that process no longer runs, remove ${path}.`
+        })
+      }
+      if (attempt === 1) {
+        yield* Effect.logWarning(
+          `DATA_DIR=${JSON.stringify(dataDir)} is in use by ${holder}: waiting up to ${waitMs} ms (INSTANCE_LOCK_WAIT_MS) for it to stop`
+        )
+      }
+      yield* Effect.sleep(Duration.min(retryEvery, Duration.millis(left)))
+    }
+    yield* Effect.addFinalizer(() => Effect.promise(() => release(path).catch(() => undefined)))
+  })
