@@ -84,92 +84,99 @@ const tally = Effect.gen(function* () {
   return rows[0]!
 })
 
-describe.skipIf(postgresUrl === undefined)("consumeTransactional, process killed after COMMIT, before its answer", () => {
-  it.live(
-    "every formula projected exactly once and every message settled after a restart",
-    () =>
-      Effect.gen(function* () {
-        const url = yield* ownDatabase(postgresUrl!, "txcrash")
-        const target = new URL(url)
-        const killed = yield* Deferred.make<void>()
-        let worker: Running | undefined
-        let armed = true
-        let projectionCommits = 0
+describe.skipIf(postgresUrl === undefined)(
+  "consumeTransactional, process killed after COMMIT, before its answer",
+  () => {
+    it.live(
+      "every formula projected exactly once and every message settled after a restart",
+      () =>
+        Effect.gen(function* () {
+          const url = yield* ownDatabase(postgresUrl!, "txcrash")
+          const target = new URL(url)
+          const killed = yield* Deferred.make<void>()
+          let worker: Running | undefined
+          let armed = true
+          let projectionCommits = 0
 
-        const connections = new Map<
-          number,
-          { readonly statements: ClientStatements; readonly answers: CommitAnswers; inProjection: boolean }
-        >()
-        const connection = (id: number) => {
-          let state = connections.get(id)
-          if (state === undefined) {
-            const created = {
-              inProjection: false,
-              answers: new CommitAnswers(),
-              statements: new ClientStatements((sql) => {
-                if (sql.includes("projection_class_counts")) created.inProjection = true
-                if (/^\s*ROLLBACK/i.test(sql)) created.inProjection = false
-              })
+          const connections = new Map<
+            number,
+            { readonly statements: ClientStatements; readonly answers: CommitAnswers; inProjection: boolean }
+          >()
+          const connection = (id: number) => {
+            let state = connections.get(id)
+            if (state === undefined) {
+              const created = {
+                inProjection: false,
+                answers: new CommitAnswers(),
+                statements: new ClientStatements((sql) => {
+                  if (sql.includes("projection_class_counts")) created.inProjection = true
+                  if (/^\s*ROLLBACK/i.test(sql)) created.inProjection = false
+                })
+              }
+              connections.set(id, created)
+              state = created
             }
-            connections.set(id, created)
-            state = created
+            return state
           }
-          return state
-        }
 
-        const proxyLayer = TcpProxy.layer(
-          { host: target.hostname, port: Number(target.port || 5432) },
-          {
-            fromClient: (id, chunk) => connection(id).statements.push(chunk),
-            fromServer: (id, chunk) => {
-              const state = connection(id)
-              if (state.answers.count(chunk) === 0 || !state.inProjection) return "forward"
-              state.inProjection = false
-              projectionCommits++
-              if (!armed || projectionCommits !== killAt) return "forward"
-              // Committed on the server; the process never learns it.
-              armed = false
-              worker?.child.kill("SIGKILL")
-              Deferred.doneUnsafe(killed, Effect.void)
-              return "hold"
+          const proxyLayer = TcpProxy.layer(
+            { host: target.hostname, port: Number(target.port || 5432) },
+            {
+              fromClient: (id, chunk) => connection(id).statements.push(chunk),
+              fromServer: (id, chunk) => {
+                const state = connection(id)
+                if (state.answers.count(chunk) === 0 || !state.inProjection) return "forward"
+                state.inProjection = false
+                projectionCommits++
+                if (!armed || projectionCommits !== killAt) return "forward"
+                // Committed on the server; the process never learns it.
+                armed = false
+                worker?.child.kill("SIGKILL")
+                Deferred.doneUnsafe(killed, Effect.void)
+                return "hold"
+              }
             }
+          )
+          const proxy = Context.get(yield* Layer.build(proxyLayer), TcpProxy)
+          const env = { DATABASE_URL: throughProxy(url, proxy.port), LOG_LEVEL: "info", QUEUE_BACKEND: "memory" }
+
+          worker = yield* spawnProjection(["--submit", String(submitted), "--concurrency", "2"], env)
+          const first = worker
+          yield* Deferred.await(killed).pipe(
+            Effect.timeoutOrElse({
+              duration: Duration.seconds(60),
+              orElse: () => Effect.die(new Error(`never reached commit ${killAt}; ${outputOf(first)}`))
+            })
+          )
+          const exit = yield* Effect.promise(() => first.exited)
+          assert.strictEqual(exit.signal, "SIGKILL")
+
+          const check = Effect.provide(tally, PgClient.layer({ url: Redacted.make(url), maxConnections: 1 }))
+          const atKill = (yield* check)!
+          assert.isAtLeast(atKill.projected, killAt, "the held COMMIT committed")
+
+          const second = yield* spawnProjection([], env)
+          worker = second
+          let final: Tally | undefined
+          for (let i = 0; i < 240; i++) {
+            final = yield* check
+            if (final !== undefined && final.unsettled === 0) break
+            if (hasExited(second)) break
+            yield* Effect.sleep(Duration.millis(250))
           }
-        )
-        const proxy = Context.get(yield* Layer.build(proxyLayer), TcpProxy)
-        const env = { DATABASE_URL: throughProxy(url, proxy.port), LOG_LEVEL: "info", QUEUE_BACKEND: "memory" }
-
-        worker = yield* spawnProjection(["--submit", String(submitted), "--concurrency", "2"], env)
-        const first = worker
-        yield* Deferred.await(killed).pipe(
-          Effect.timeoutOrElse({
-            duration: Duration.seconds(60),
-            orElse: () => Effect.die(new Error(`never reached commit ${killAt}; ${outputOf(first)}`))
-          })
-        )
-        const exit = yield* Effect.promise(() => first.exited)
-        assert.strictEqual(exit.signal, "SIGKILL")
-
-        const check = Effect.provide(tally, PgClient.layer({ url: Redacted.make(url), maxConnections: 1 }))
-        const atKill = (yield* check)!
-        assert.isAtLeast(atKill.projected, killAt, "the held COMMIT committed")
-
-        const second = yield* spawnProjection([], env)
-        worker = second
-        let final: Tally | undefined
-        for (let i = 0; i < 240; i++) {
-          final = yield* check
-          if (final !== undefined && final.unsettled === 0) break
-          if (hasExited(second)) break
-          yield* Effect.sleep(Duration.millis(250))
-        }
-        assert.isDefined(final)
-        assert.strictEqual(final!.unsettled, 0, `every message settled; ${outputOf(second)}`)
-        assert.strictEqual(final!.deadLettered, 0, `none dead-lettered; ${outputOf(second)}`)
-        assert.isAtLeast(final!.formulas, killAt)
-        assert.strictEqual(final!.projected, final!.formulas, "one projection row per formula")
-        assert.strictEqual(final!.counted, final!.formulas, "each formula counted once")
-        assert.strictEqual(final!.resultsMatching, final!.formulas, "each message settled with its projection's result")
-      }).pipe(Effect.scoped),
-    { timeout: 150_000 }
-  )
-})
+          assert.isDefined(final)
+          assert.strictEqual(final!.unsettled, 0, `every message settled; ${outputOf(second)}`)
+          assert.strictEqual(final!.deadLettered, 0, `none dead-lettered; ${outputOf(second)}`)
+          assert.isAtLeast(final!.formulas, killAt)
+          assert.strictEqual(final!.projected, final!.formulas, "one projection row per formula")
+          assert.strictEqual(final!.counted, final!.formulas, "each formula counted once")
+          assert.strictEqual(
+            final!.resultsMatching,
+            final!.formulas,
+            "each message settled with its projection's result"
+          )
+        }).pipe(Effect.scoped),
+      { timeout: 150_000 }
+    )
+  }
+)
