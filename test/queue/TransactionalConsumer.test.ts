@@ -168,6 +168,51 @@ for (const database of testDatabases) {
       )
     )
 
+    // Two connections needed: PGlite has one, so transactions there never overlap at all.
+    it.effect.skipIf(database.name !== "postgres")(
+      "two overlapping deliveries of one message: the second waits for the first's lock, then skips the handler",
+      () =>
+        withRuntime(
+          Effect.gen(function* () {
+            const sql = yield* SqlClient.SqlClient
+            const messageId = yield* submit
+            const started = yield* Deferred.make<void>()
+            const finish = yield* Deferred.make<void>()
+            let calls = 0
+            yield* consumeTransactional(
+              (delivery) =>
+                Effect.gen(function* () {
+                  calls++
+                  yield* Deferred.succeed(started, undefined)
+                  yield* Deferred.await(finish)
+                  yield* writeEffect(delivery)
+                }),
+              // No heartbeat before the deadline: the memory queue redelivers to the second worker.
+              { concurrency: 2, pollWait: Duration.hours(1), heartbeat: Duration.hours(1) }
+            )
+            yield* Deferred.await(started)
+            yield* TestClock.adjust(Duration.seconds(1))
+            yield* untilStats((stats) => stats.totals.delivered === 2)
+            // The second delivery's transaction is waiting for the row lock (a real event, seen by the server).
+            const giveUpAt = Date.now() + 20_000
+            while (true) {
+              if (Date.now() > giveUpAt) assert.fail("the second delivery never waited for the row lock")
+              const waiting = yield* sql<{ n: number }>`
+                SELECT count(*)::int AS n FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query LIKE '%AS settled FROM outbox%FOR UPDATE%'`
+              if (waiting[0]!.n > 0) break
+              yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+            }
+            yield* Deferred.succeed(finish, undefined)
+            yield* untilStats((stats) => stats.totals.acked === 1 && stats.inFlight === 0)
+            assert.strictEqual(calls, 1, "handled once")
+            assert.strictEqual(yield* effectCount(messageId), 1)
+            assert.deepStrictEqual(yield* outboxRow(messageId), { delivered: true, result: null, attempts: 1 })
+          })
+        )
+    )
+
     it.effect("a message with no outbox row is never handled: nacked, then a dead letter saying why", () =>
       withRuntime(
         Effect.gen(function* () {
