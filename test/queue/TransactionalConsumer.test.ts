@@ -85,10 +85,12 @@ const backends = ["memory", "postgres"] as const
 for (const database of testDatabases) {
   for (const backend of backends) {
     describe(`consumeTransactional on ${database.name}, ${backend} queue`, () => {
-      const withRuntime = <A, E, R>(body: Effect.Effect<A, E, R>) =>
+      const withRuntime = <A, E, R>(body: Effect.Effect<A, E, R | Scope.Scope>) =>
         Effect.suspend(() => {
           const db = database.layer()
+          // Consumers started by `body` stop (their scope closes) before the runtime they use does.
           return Effect.andThen(setUpTables, body).pipe(
+            Effect.scoped,
             Effect.provide(
               Runtime.layerWith(db, { ...runtimeOptions, queueBackend: backend }).pipe(Layer.provideMerge(db))
             )
