@@ -87,7 +87,9 @@ const tally = Effect.gen(function* () {
 /** Each queue backend the projection can run on, with what differs in its environment. */
 const backends: ReadonlyArray<{ readonly name: string; readonly env: Record<string, string> }> = [
   // The in-memory queue dies with the process; the restart recovers the unsettled rows from the outbox.
-  { name: "memory", env: { QUEUE_BACKEND: "memory" } }
+  { name: "memory", env: { QUEUE_BACKEND: "memory" } },
+  // The rows are the queue: the killed process's claims come back when their visibility timeout (2 s) runs out.
+  { name: "postgres", env: { QUEUE_BACKEND: "postgres", QUEUE_VISIBILITY_TIMEOUT_MS: "2000" } }
 ]
 
 describe.skipIf(postgresUrl === undefined)(
