@@ -24,7 +24,7 @@
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
-import { encodeResult, maxResultBytes, ResultNotStored } from "./domain/MessageResult.ts"
+import { storableResult } from "./domain/MessageResult.ts"
 import type { SqlClient } from "effect/sql"
 import { FingerprintCache } from "./intake/FingerprintCache.ts"
 import { FormulaIntake } from "./intake/FormulaIntake.ts"
@@ -77,17 +77,9 @@ const wakeDispatcher = (outcome: SettleOutcome) =>
 const settleHooks = {
   onAck: ({ attempts, messageId, result }: Acked) =>
     Effect.gen(function* () {
-      const encoded = encodeResult(result)
-      if (encoded._tag === "TooLarge") {
-        return yield* new ResultNotStored({
-          message: `result is ${encoded.bytes} bytes serialized; at most ${maxResultBytes}`
-        })
-      }
-      if (encoded._tag === "NotJson") {
-        return yield* new ResultNotStored({ message: `result is not JSON: ${encoded.reason}` })
-      }
+      const resultText = yield* storableResult(result)
       const store = yield* FormulaStore
-      const outcome = yield* store.settleProcessed({ messageId, attempts, resultText: encoded.text })
+      const outcome = yield* store.settleProcessed({ messageId, attempts, resultText })
       yield* wakeDispatcher(outcome)
     }),
   onDeadLetter: (letter: DeadLetter) =>

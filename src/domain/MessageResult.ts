@@ -6,7 +6,7 @@
  * Numbers the request parser kept as source text (`JsonNumberText`: more
  * digits than a double holds) are written back as that text, never rounded.
  */
-import { Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { JsonNumberText } from "./JsonExact.ts"
 
 /** 64 KiB: the largest result an ack may carry, serialized. */
@@ -47,3 +47,18 @@ export const encodeResult = (result: unknown): EncodedResult => {
 export class ResultNotStored extends Schema.TaggedError<ResultNotStored>()("ResultNotStored", {
   message: Schema.String
 }) {}
+
+/** The result's JSON text to store (null: none), or `ResultNotStored` saying why it cannot be stored. */
+export const storableResult = (result: unknown): Effect.Effect<string | null, ResultNotStored> => {
+  const encoded = encodeResult(result)
+  switch (encoded._tag) {
+    case "Encoded":
+      return Effect.succeed(encoded.text)
+    case "TooLarge":
+      return Effect.fail(
+        new ResultNotStored({ message: `result is ${encoded.bytes} bytes serialized; at most ${maxResultBytes}` })
+      )
+    case "NotJson":
+      return Effect.fail(new ResultNotStored({ message: `result is not JSON: ${encoded.reason}` }))
+  }
+}

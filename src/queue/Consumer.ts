@@ -17,7 +17,7 @@
  * acked, nacked or released before the scope finishes closing.
  */
 import { Cause, Duration, Effect, Exit, Fiber, Predicate, type Scope } from "effect"
-import { type Delivery, MessageQueue } from "./MessageQueue.ts"
+import { type Delivery, MessageQueue, type MessageQueueService } from "./MessageQueue.ts"
 
 export interface ConsumeOptions {
   /** Handlers running at once (each worker holds at most one message). */
@@ -67,55 +67,93 @@ export const describeFailure = (cause: Cause.Cause<unknown>): string => {
   return text.length > maxErrorLength ? text.slice(0, maxErrorLength) + "…" : text
 }
 
-export const consume = Effect.fnUntraced(function* <E, R>(
-  handler: (delivery: Delivery) => Effect.Effect<unknown, E, R>,
-  options: ConsumeOptions
-): Effect.fn.Return<void, never, MessageQueue | R | Scope.Scope> {
-  const queue = yield* MessageQueue
-  const concurrency = Math.max(1, Math.floor(options.concurrency))
+/** `ConsumeOptions` resolved against the queue's settings, in milliseconds. */
+export interface ConsumerTimings {
+  readonly concurrency: number
+  readonly visibilityMs: number
+  readonly heartbeatMs: number
+  readonly pollWaitMs: number
+  readonly initialBackoffMs: number
+  readonly maxBackoffMs: number
+  readonly graceMs: number
+}
+
+export const resolveTimings = (options: ConsumeOptions, queue: MessageQueueService): ConsumerTimings => {
   const visibilityMs = millis(options.visibilityTimeout, queue.settings.visibilityTimeoutMs)
-  const heartbeatMs = Math.max(1, millis(options.heartbeat, Math.floor(visibilityMs / 2)))
-  const pollWaitMs = millis(options.pollWait, 20_000)
-  const initialBackoffMs = millis(options.backoff?.initial, 1_000)
-  const maxBackoffMs = millis(options.backoff?.max, 300_000)
-  const graceMs = millis(options.shutdownGracePeriod, 0)
-
-  const heartbeat = (receipt: string) =>
-    Effect.sleep(heartbeatMs).pipe(
-      Effect.andThen(queue.extend(receipt, visibilityMs)),
-      Effect.forever,
-      // Ownership is gone (e.g. the handler outlived a missed heartbeat): the
-      // settle below will say so; nothing more to extend.
-      Effect.catchTag("ReceiptInvalid", () => Effect.void)
-    )
-
-  const settle = (delivery: Delivery, exit: Exit.Exit<unknown, E>) => {
-    const settled = Exit.isSuccess(exit)
-      ? queue.ack(delivery.receipt, { result: exit.value })
-      : Cause.hasInterruptsOnly(exit.cause)
-        ? queue.release(delivery.receipt)
-        : queue.nack(delivery.receipt, {
-            delay: backoffDelay(delivery.attempt, initialBackoffMs, maxBackoffMs),
-            error: describeFailure(exit.cause)
-          })
-    return settled.pipe(
-      Effect.catchTag("ReceiptInvalid", () =>
-        Effect.logWarning("Consumer lost a delivery before settling it; it will be redelivered", {
-          messageId: delivery.messageId,
-          attempt: delivery.attempt
-        })
-      ),
-      // The message stays in flight under its receipt: redelivered at its deadline, the work done again.
-      Effect.catchTag("AckNotRecorded", (error) =>
-        Effect.logWarning("Consumer could not record an ack; the message will be redelivered", {
-          messageId: delivery.messageId,
-          attempt: delivery.attempt,
-          error: error.message
-        })
-      )
-    )
+  return {
+    concurrency: Math.max(1, Math.floor(options.concurrency)),
+    visibilityMs,
+    heartbeatMs: Math.max(1, millis(options.heartbeat, Math.floor(visibilityMs / 2))),
+    pollWaitMs: millis(options.pollWait, 20_000),
+    initialBackoffMs: millis(options.backoff?.initial, 1_000),
+    maxBackoffMs: millis(options.backoff?.max, 300_000),
+    graceMs: millis(options.shutdownGracePeriod, 0)
   }
+}
 
+/** Extends the delivery every `heartbeatMs` until interrupted (or until the receipt is gone). */
+export const heartbeat = (queue: MessageQueueService, timings: ConsumerTimings, receipt: string) =>
+  Effect.sleep(timings.heartbeatMs).pipe(
+    Effect.andThen(queue.extend(receipt, timings.visibilityMs)),
+    Effect.forever,
+    // Ownership is gone (e.g. the handler outlived a missed heartbeat): the
+    // settle will say so; nothing more to extend.
+    Effect.catchTag("ReceiptInvalid", () => Effect.void)
+  )
+
+/**
+ * How a delivery ends, from how its processing ended: success acks (with the
+ * value as the result), interruption releases, failure nacks with backoff.
+ * Never fails: a receipt lost meanwhile or an ack not recorded is logged, and
+ * the message comes back at its deadline.
+ */
+export const settle = <E>(
+  queue: MessageQueueService,
+  timings: ConsumerTimings,
+  delivery: Delivery,
+  exit: Exit.Exit<unknown, E>
+) => {
+  const settled = Exit.isSuccess(exit)
+    ? queue.ack(delivery.receipt, { result: exit.value })
+    : Cause.hasInterruptsOnly(exit.cause)
+      ? queue.release(delivery.receipt)
+      : queue.nack(delivery.receipt, {
+          delay: backoffDelay(delivery.attempt, timings.initialBackoffMs, timings.maxBackoffMs),
+          error: describeFailure(exit.cause)
+        })
+  return settled.pipe(
+    Effect.catchTag("ReceiptInvalid", () =>
+      Effect.logWarning("Consumer lost a delivery before settling it; it will be redelivered", {
+        messageId: delivery.messageId,
+        attempt: delivery.attempt
+      })
+    ),
+    // The message stays in flight under its receipt: redelivered at its deadline, the work done again.
+    Effect.catchTag("AckNotRecorded", (error) =>
+      Effect.logWarning("Consumer could not record an ack; the message will be redelivered", {
+        messageId: delivery.messageId,
+        attempt: delivery.attempt,
+        error: error.message
+      })
+    )
+  )
+}
+
+/** Makes the wrapped effect interruptible again inside the worker's uninterruptible loop. */
+export type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
+/**
+ * The workers and their shutdown, for `consume` and `consumeTransactional`:
+ * `timings.concurrency` fibers in the current scope, each long-polling one
+ * message at a time and handing it to `process`, which must settle it (ack,
+ * nack or release) and may run only what it wraps in `restore` interruptibly.
+ */
+export const runWorkers = Effect.fnUntraced(function* <R>(
+  queue: MessageQueueService,
+  timings: ConsumerTimings,
+  process: (delivery: Delivery, restore: Restore) => Effect.Effect<void, never, R>,
+  module: string
+): Effect.fn.Return<void, never, R | Scope.Scope> {
   let stopping = false
 
   interface Worker {
@@ -123,21 +161,18 @@ export const consume = Effect.fnUntraced(function* <E, R>(
     fiber: Fiber.Fiber<void> | undefined
   }
 
-  // Uninterruptible except while waiting for a message and while the handler
-  // runs, so a message is always settled once taken.
+  // Uninterruptible except while waiting for a message and while `process`
+  // restores it (the handler), so a message is always settled once taken.
   const work = (worker: Worker) =>
     Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
         while (!stopping) {
           const deliveries = yield* restore(
-            queue.receive({ max: 1, visibilityTimeout: visibilityMs, wait: pollWaitMs })
+            queue.receive({ max: 1, visibilityTimeout: timings.visibilityMs, wait: timings.pollWaitMs })
           )
           for (const delivery of deliveries) {
             worker.busy = true
-            const exit = yield* Effect.exit(
-              restore(Effect.scoped(Effect.andThen(Effect.forkScoped(heartbeat(delivery.receipt)), handler(delivery))))
-            )
-            yield* settle(delivery, exit)
+            yield* process(delivery, restore)
             worker.busy = false
           }
         }
@@ -145,9 +180,9 @@ export const consume = Effect.fnUntraced(function* <E, R>(
     )
 
   const workers: Array<Worker> = []
-  for (let i = 0; i < concurrency; i++) {
+  for (let i = 0; i < timings.concurrency; i++) {
     const worker: Worker = { busy: false, fiber: undefined }
-    worker.fiber = yield* Effect.forkScoped(work(worker).pipe(Effect.annotateLogs({ module: "Consumer", worker: i })))
+    worker.fiber = yield* Effect.forkScoped(work(worker).pipe(Effect.annotateLogs({ module, worker: i })))
     workers.push(worker)
   }
 
@@ -157,8 +192,29 @@ export const consume = Effect.fnUntraced(function* <E, R>(
       stopping = true
       const fibers = workers.map((worker) => worker.fiber!)
       yield* Fiber.interruptAll(workers.filter((worker) => !worker.busy).map((worker) => worker.fiber!))
-      if (graceMs > 0) yield* Effect.timeoutOption(Fiber.awaitAll(fibers), graceMs)
+      if (timings.graceMs > 0) yield* Effect.timeoutOption(Fiber.awaitAll(fibers), timings.graceMs)
       yield* Fiber.interruptAll(fibers)
     })
+  )
+})
+
+export const consume = Effect.fnUntraced(function* <E, R>(
+  handler: (delivery: Delivery) => Effect.Effect<unknown, E, R>,
+  options: ConsumeOptions
+): Effect.fn.Return<void, never, MessageQueue | R | Scope.Scope> {
+  const queue = yield* MessageQueue
+  const timings = resolveTimings(options, queue)
+  yield* runWorkers(
+    queue,
+    timings,
+    (delivery, restore) =>
+      Effect.exit(
+        restore(
+          Effect.scoped(
+            Effect.andThen(Effect.forkScoped(heartbeat(queue, timings, delivery.receipt)), handler(delivery))
+          )
+        )
+      ).pipe(Effect.flatMap((exit) => settle(queue, timings, delivery, exit))),
+    "Consumer"
   )
 })

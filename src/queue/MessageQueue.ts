@@ -120,6 +120,13 @@ export interface MessageQueueSettings {
   readonly capacity: number
   readonly visibilityTimeoutMs: number
   readonly maxDeliveries: number
+  /**
+   * True when a delivery is claimed as its outbox row with `FOR UPDATE SKIP
+   * LOCKED` (the postgres backend): while a transaction holds that row's lock
+   * no one else can claim it, expired or not. consumeTransactional then sends
+   * no heartbeat (an extend would only wait for that same lock). Absent: false.
+   */
+  readonly lockedRowsAreSkipped?: boolean | undefined
 }
 
 export interface MessageQueueOptions<R = never> {

@@ -133,7 +133,8 @@ type MutableTotals = { -readonly [K in keyof Totals]: number }
 
 /** Builds the queue in the current scope: its listener and count fibers live as long as the scope. */
 export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions) {
-  const settings = yield* settingsOf(options)
+  // Claims skip locked rows: consumeTransactional's row lock alone keeps a delivery from everyone else.
+  const settings = { ...(yield* settingsOf(options)), lockedRowsAreSkipped: true }
   const pollMs = Math.max(1, toMillis(options.pollInterval, 1_000))
   const name = options.name ?? "messages"
   const sql = yield* PgClient.PgClient

@@ -357,6 +357,19 @@ export const makeFormulaSql = (sql: PgClient.PgClient, options: FormulaSqlOption
   }
 
   /**
+   * Locks a message's outbox row until the end of the caller's transaction
+   * (a concurrent locker waits; a postgres-backend claim skips it) and says
+   * whether it is settled: processed or purged. Undefined: no such row.
+   */
+  const lockOutboxRow = (messageId: string) =>
+    Effect.map(
+      sql<{ readonly settled: boolean }>`
+        SELECT (delivered_at IS NOT NULL OR purged_at IS NOT NULL) AS settled FROM outbox
+         WHERE message_id = ${messageId} FOR UPDATE`,
+      (rows) => (rows.length === 0 ? undefined : rows[0]!.settled)
+    )
+
+  /**
    * Settles a message acked by a consumer, with its result (JSON text, or
    * null for none) and its `formula.processed` event. Only the first ack
    * changes the row: a redelivered message acked again keeps the first
@@ -550,6 +563,7 @@ export const makeFormulaSql = (sql: PgClient.PgClient, options: FormulaSqlOption
     insertNewFormulas,
     findIdsByFingerprints,
     existingOutboxMessages,
+    lockOutboxRow,
     settleProcessed,
     settleDeadLettered,
     settleByReceipt,

@@ -62,6 +62,9 @@ export interface ProcessedMessage {
   readonly resultText: string | null
 }
 
+/** What `lockMessage` found under the lock. */
+export type MessageLock = "open" | "settled" | "missing"
+
 export interface DeadLetteredMessage {
   readonly messageId: string
   readonly attempts: number
@@ -120,6 +123,14 @@ export class FormulaStore extends Context.Service<
      * first call changes anything (the first result wins).
      */
     settleProcessed(message: ProcessedMessage): Effect.Effect<SettleOutcome, DatabaseUnavailable>
+    /**
+     * Inside a transaction: locks the message's outbox row until the
+     * transaction ends and says what it holds — "settled" (processed or
+     * purged), "open", or "missing" (no such row: a message published to the
+     * queue directly, or an id that is not a UUID). consumeTransactional's
+     * first statement.
+     */
+    lockMessage(messageId: string): Effect.Effect<MessageLock, DatabaseUnavailable>
     /** Records a dead-lettering and its `formula.dead_lettered` event, in one transaction. Idempotent. */
     settleDeadLettered(letter: DeadLetteredMessage): Effect.Effect<SettleOutcome, DatabaseUnavailable>
     /**
@@ -344,6 +355,15 @@ export class FormulaStore extends Context.Service<
                 )
               ).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.settleProcessed"))
 
+        const lockMessage = (messageId: string): Effect.Effect<MessageLock, DatabaseUnavailable> =>
+          !uuidPattern.test(messageId)
+            ? Effect.succeed("missing")
+            : q.lockOutboxRow(messageId).pipe(
+                Effect.map((settled) => (settled === undefined ? "missing" : settled ? "settled" : "open")),
+                unavailableOnFailure,
+                Effect.withSpan("FormulaStore.lockMessage")
+              )
+
         const settleDeadLettered = (letter: DeadLetteredMessage) =>
           !uuidPattern.test(letter.messageId)
             ? unchanged
@@ -442,6 +462,7 @@ export class FormulaStore extends Context.Service<
           page,
           ping,
           settleProcessed,
+          lockMessage,
           settleDeadLettered,
           settleByReceipt,
           deadLetterByReceipt,

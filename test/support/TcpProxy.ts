@@ -10,6 +10,11 @@
  *   nothing answers);
  * - `resume`: move the held bytes on, as TCP does when a partition heals.
  *
+ * With an `Interceptor`, every chunk each way is shown to it first, and it
+ * may hold what the server sends on one connection from some point on: the
+ * server has done the work, the client never hears of it (e.g. a COMMIT that
+ * committed, whose answer is lost — test/support/PgWire.ts finds those).
+ *
  * Built scoped: the listener and every connection close with the scope.
  */
 import { Context, Effect, Layer } from "effect"
@@ -26,18 +31,33 @@ export interface TcpProxyService {
   readonly connections: Effect.Effect<number>
 }
 
+/** Sees the bytes of every proxied connection (numbered from 0 in order of arrival). */
+export interface Interceptor {
+  readonly fromClient?: ((connection: number, chunk: Buffer) => void) | undefined
+  /**
+   * "hold": this chunk and everything after it from the server on this connection are never
+   * passed on (the connection stays open until either side closes it).
+   */
+  readonly fromServer?: ((connection: number, chunk: Buffer) => "forward" | "hold") | undefined
+}
+
 interface Pair {
+  readonly id: number
   readonly client: Net.Socket
   upstream: Net.Socket | undefined
+  /** Interceptor listeners attached (once: `link` runs again after every `resume`). */
+  wired: boolean
+  held: boolean
 }
 
 export class TcpProxy extends Context.Service<TcpProxy, TcpProxyService>()("test/TcpProxy") {
-  static readonly layer = (target: { readonly host: string; readonly port: number }) =>
+  static readonly layer = (target: { readonly host: string; readonly port: number }, interceptor?: Interceptor) =>
     Layer.effect(
       TcpProxy,
       Effect.gen(function* () {
         const pairs = new Set<Pair>()
         let paused = false
+        let connections = 0
 
         const destroy = (pair: Pair) => {
           pairs.delete(pair)
@@ -52,8 +72,25 @@ export class TcpProxy extends Context.Service<TcpProxy, TcpProxyService>()("test
             upstream.on("error", () => destroy(pair))
             upstream.on("close", () => destroy(pair))
           }
-          pair.client.pipe(upstream)
-          upstream.pipe(pair.client)
+          if (interceptor === undefined) {
+            pair.client.pipe(upstream)
+            upstream.pipe(pair.client)
+            return
+          }
+          if (!pair.wired) {
+            pair.wired = true
+            pair.client.on("data", (chunk: Buffer) => {
+              interceptor.fromClient?.(pair.id, chunk)
+              upstream.write(chunk)
+            })
+            upstream.on("data", (chunk: Buffer) => {
+              if (pair.held) return
+              if (interceptor.fromServer?.(pair.id, chunk) === "hold") pair.held = true
+              else pair.client.write(chunk)
+            })
+          }
+          pair.client.resume()
+          upstream.resume()
         }
 
         const unlink = (pair: Pair) => {
@@ -66,7 +103,7 @@ export class TcpProxy extends Context.Service<TcpProxy, TcpProxyService>()("test
         }
 
         const server = Net.createServer((client) => {
-          const pair: Pair = { client, upstream: undefined }
+          const pair: Pair = { id: connections++, client, upstream: undefined, wired: false, held: false }
           pairs.add(pair)
           client.on("error", () => destroy(pair))
           client.on("close", () => destroy(pair))
