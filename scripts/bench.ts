@@ -75,7 +75,6 @@ import {
   checkpointNote,
   createDatabase,
   type PgbenchResult,
-  pgbenchScript as pgbenchScriptPath,
   psql,
   redact,
   type RowCounts,
@@ -1176,7 +1175,6 @@ const postgresQueuePhase = async (tmp: string, m: Awaited<ReturnType<typeof mach
     warmupS,
     tmp,
     runId,
-    pgbenchScript: pgbenchScriptPath,
     log
   })
   const scratch = join(repoRoot, ".bench")

@@ -11,6 +11,7 @@
  * total over both and must be at least 2.
  */
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { backgroundLoad, type CpuUse, measureCpu, setOwnDatabase } from "./cpu.ts"
 import {
   checkpoint,
@@ -24,6 +25,9 @@ import {
 import { type RunningServer, startService } from "./servers.ts"
 import { runWrk, type WrkResult } from "./wrk.ts"
 
+/** The submission statement as the postgres backend's submit path sends it (with its NOTIFY). */
+export const submissionNotifyScript = fileURLToPath(new URL("./submission-notify.pgbench.sql", import.meta.url))
+
 export interface Options {
   readonly adminUrl: string
   readonly levels: ReadonlyArray<number>
@@ -31,8 +35,6 @@ export interface Options {
   readonly warmupS: number
   readonly tmp: string
   readonly runId: string
-  /** The submission statement for pgbench (the one the postgres backend's submit path sends). */
-  readonly pgbenchScript: string
   readonly log: (line: string) => void
 }
 
@@ -170,7 +172,7 @@ export const postgresQueueSubmissions = async (options: Options): Promise<Result
       const measured = await leastDisturbed(async () => {
         await checkpoint(url)
         const background = await backgroundLoad(400)
-        const warm = await runPgbench({ url, clients: c, durationS: warmupS, script: options.pgbenchScript })
+        const warm = await runPgbench({ url, clients: c, durationS: warmupS, script: submissionNotifyScript })
         const { result, cpu } = await measureCpu(undefined, durationS * 1000 - 300, (onSpawn) =>
           runPgbench({
             url,
@@ -178,7 +180,7 @@ export const postgresQueueSubmissions = async (options: Options): Promise<Result
             durationS,
             logPrefix: join(tmp, `pgbench-pgq-${c}`),
             onSpawn,
-            script: options.pgbenchScript
+            script: submissionNotifyScript
           })
         )
         transactions += warm.transactions + result.transactions
@@ -245,7 +247,7 @@ export const renderSection = (
   )
   for (const [kind, command] of result.commands) out.push(`  - ${kind}: \`${command}\``)
   out.push(
-    "- Load: wrk's unique make-ups (every request a new formula → 201). Two instances: one wrk, two threads, each thread's connections to its own instance (concurrency is the total). Reference: pgbench running the submission statement (`scripts/bench/submission.pgbench.sql`) on the same database at the same concurrency, in the same run. Both instances and PostgreSQL share the machine's cores with wrk."
+    "- Load: wrk's unique make-ups (every request a new formula → 201). Two instances: one wrk, two threads, each thread's connections to its own instance (concurrency is the total). Reference: pgbench running the submission statement as the postgres backend sends it, its NOTIFY included (`scripts/bench/submission-notify.pgbench.sql`) on the same database at the same concurrency, in the same run. Both instances and PostgreSQL share the machine's cores with wrk."
   )
   out.push("")
   out.push(
