@@ -4,6 +4,11 @@
  * passed in (`layerWith`), e.g. a test's own schema.
  *
  *   database ─► FormulaStore ─► MessageQueue (acks, dead letters, redrives, purges settle outbox rows)
+ *
+ * With QUEUE_BACKEND=postgres the queue is the outbox table itself (queue/PgMessageQueue.ts): no hooks
+ * (its statements settle the rows), no relay (nothing to copy), and submissions NOTIFY the queue's
+ * channel so that long polls in every instance wake at their commit.
+ *
  *                    │               │
  *                    ├─► FingerprintCache (warmed from the newest formulas)
  *                    └──────┬────────┘
@@ -29,12 +34,14 @@ import {
   type DeadLetter,
   MessageQueue,
   type MessageQueueOptions,
+  QueueConfig,
   type QueueHook
 } from "./queue/MessageQueue.ts"
 import * as Database from "./store/Database.ts"
 import { FormulaStore, type GroupCommitSettings, type SettleOutcome } from "./store/FormulaStore.ts"
 import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
-import { databaseChoice, type QueueBackend, type Settings } from "./Settings.ts"
+import { databaseChoice, type QueueBackend, QueueBackendSetting, QueuePollIntervalMs, type Settings } from "./Settings.ts"
+import * as PgMessageQueue from "./queue/PgMessageQueue.ts"
 import { WebhookEndpoints } from "./webhooks/WebhookEndpoints.ts"
 import { type DispatcherOptions, WebhookDispatcher } from "./webhooks/Dispatcher.ts"
 import { resolveAllowed } from "./webhooks/SsrfGuard.ts"
@@ -128,23 +135,52 @@ export interface RuntimeOptions {
   readonly statsFlushInterval?: Duration.Input | false | undefined
 }
 
-/** The runtime on a given (migrated) database. */
+/** The runtime on a given (migrated) database; the queue's backend from `options`, else QUEUE_BACKEND. */
 export const layerWith = <E, R>(
   database: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, E, R>,
   options: RuntimeOptions = {}
+) =>
+  options.queueBackend === undefined
+    ? Layer.unwrap(
+        Effect.map(QueueBackendSetting.config, (queueBackend) => layerOn(database, { ...options, queueBackend }))
+      )
+    : layerOn(database, { ...options, queueBackend: options.queueBackend })
+
+/** The in-memory queue, its storage hooks on the outbox. */
+const memoryQueue = (options: RuntimeOptions) =>
+  options.queue === undefined
+    ? MessageQueue.layerConfig<FormulaStore | DeliverySignal>(settleHooks)
+    : MessageQueue.layerWith<FormulaStore | DeliverySignal>({ ...options.queue, ...settleHooks })
+
+/** The queue in the database: settings from `options.queue` or QUEUE_*, polling from QUEUE_POLL_INTERVAL_MS. */
+const postgresQueue = (options: RuntimeOptions) =>
+  Layer.unwrap(
+    Effect.gen(function* () {
+      const settings = options.queue ?? (yield* QueueConfig)
+      const pollInterval = options.queuePollInterval ?? (yield* QueuePollIntervalMs.config)
+      return PgMessageQueue.layerWith({ ...settings, pollInterval })
+    })
+  )
+
+const layerOn = <E, R>(
+  database: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, E, R>,
+  options: RuntimeOptions & { readonly queueBackend: QueueBackend }
 ) => {
-  const queue =
-    options.queue === undefined
-      ? MessageQueue.layerConfig<FormulaStore | DeliverySignal>(settleHooks)
-      : MessageQueue.layerWith<FormulaStore | DeliverySignal>({ ...options.queue, ...settleHooks })
+  const inDatabase = options.queueBackend === "postgres"
+  const queue = inDatabase ? postgresQueue(options) : memoryQueue(options)
   const cache =
     options.cacheCapacity === undefined
       ? FingerprintCache.layer
       : FingerprintCache.layerWith({ capacity: options.cacheCapacity })
-  const relay =
-    options.relayInterval === undefined ? OutboxRelay.layer : OutboxRelay.layerWith({ interval: options.relayInterval })
+  const relay = inDatabase
+    ? OutboxRelay.layerOff
+    : options.relayInterval === undefined
+      ? OutboxRelay.layer
+      : OutboxRelay.layerWith({ interval: options.relayInterval })
   const store =
-    options.groupCommit === undefined ? FormulaStore.layerNoDeps : FormulaStore.layerWith(options.groupCommit)
+    options.groupCommit === undefined
+      ? FormulaStore.layerConfig({ announceMessages: inDatabase })
+      : FormulaStore.layerWith({ ...options.groupCommit, announceMessages: inDatabase })
   const keys =
     options.idempotencyKeyTtl === undefined
       ? IdempotencyKeys.layerNoDeps

@@ -170,6 +170,16 @@ export class OutboxRelay extends Context.Service<
       })
     )
 
+  /**
+   * No relay: with the queue in the database (QUEUE_BACKEND=postgres) the outbox *is* the queue, so there
+   * is no copy to keep complete. An uncertain submission needs nothing either: if its transaction
+   * committed, its row is already receivable; if not, there is no message.
+   */
+  static readonly layerOff: Layer.Layer<OutboxRelay> = Layer.succeed(
+    OutboxRelay,
+    OutboxRelay.of({ reportUncertain: () => Effect.void, relay: Effect.succeed(0) })
+  )
+
   /** Interval from `OUTBOX_RELAY_INTERVAL_MS` (default 5000). */
   static readonly layer = Layer.unwrap(
     Effect.map(OutboxRelayIntervalMs.config, (interval) => OutboxRelay.layerWith({ interval }))

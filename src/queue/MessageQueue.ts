@@ -259,7 +259,8 @@ export class MessageQueue extends Context.Service<MessageQueue, MessageQueueServ
 /** The options that are hooks into storage (Runtime.ts sets them). */
 export type QueueHook = "onAck" | "onPurge" | "onDeadLetter" | "onRedrive"
 
-const toMillis = (input: Duration.Input | undefined, fallback: number): number => {
+/** A duration in milliseconds (a number is milliseconds already); negative is 0, undefined the fallback. */
+export const toMillis = (input: Duration.Input | undefined, fallback: number): number => {
   if (input === undefined) return fallback
   const millis = typeof input === "number" ? input : Duration.toMillis(input)
   return millis > 0 ? millis : 0
@@ -278,12 +279,27 @@ const metric = {
   deadLetteredTotal: Metric.counter("queue_dead_lettered_total", { description: "Messages moved to dead letters" })
 }
 
+/** What a queue's metrics read when they are exported. */
+export interface QueueReadings {
+  readonly ready: () => number
+  readonly pending: () => number
+  readonly delayed: () => number
+  readonly inFlight: () => number
+  readonly deadLettered: () => number
+  readonly published: () => number
+  readonly delivered: () => number
+  readonly redelivered: () => number
+  readonly acked: () => number
+  readonly deadLetteredTotal: () => number
+}
+
 /**
  * The metrics are read from the queue's own counters when they are exported
  * (observability/Counters.ts) instead of being pushed on every operation, which
- * would cost more than the operation itself on the hot path.
+ * would cost more than the operation itself on the hot path. Shared by every
+ * backend (PgMessageQueue.ts), so the series are the same whichever one runs.
  */
-const registerMetrics = (core: QueueCore, name: string) =>
+export const registerQueueMetrics = (name: string, read: QueueReadings) =>
   Effect.acquireRelease(
     Effect.contextWith((context: Context.Context<never>) => {
       const attributes = { queue: name }
@@ -291,16 +307,16 @@ const registerMetrics = (core: QueueCore, name: string) =>
       const counter = (m: Metric.Counter<number>, get: () => number) =>
         registerCounterReading(m, attributes, context, get)
       return Effect.succeed([
-        gauge(metric.ready, () => core.ready),
-        gauge(metric.pending, () => core.pending),
-        gauge(metric.delayed, () => core.delayed),
-        gauge(metric.inFlight, () => core.inFlight),
-        gauge(metric.deadLettered, () => core.deadLettered),
-        counter(metric.published, () => core.published),
-        counter(metric.delivered, () => core.delivered),
-        counter(metric.redelivered, () => core.redelivered),
-        counter(metric.acked, () => core.acked),
-        counter(metric.deadLetteredTotal, () => core.deadLetteredTotal)
+        gauge(metric.ready, read.ready),
+        gauge(metric.pending, read.pending),
+        gauge(metric.delayed, read.delayed),
+        gauge(metric.inFlight, read.inFlight),
+        gauge(metric.deadLettered, read.deadLettered),
+        counter(metric.published, read.published),
+        counter(metric.delivered, read.delivered),
+        counter(metric.redelivered, read.redelivered),
+        counter(metric.acked, read.acked),
+        counter(metric.deadLetteredTotal, read.deadLetteredTotal)
       ])
     }),
     (registrations) =>
@@ -308,6 +324,20 @@ const registerMetrics = (core: QueueCore, name: string) =>
         for (const registration of registrations) registration.remove()
       })
   )
+
+const registerMetrics = (core: QueueCore, name: string) =>
+  registerQueueMetrics(name, {
+    ready: () => core.ready,
+    pending: () => core.pending,
+    delayed: () => core.delayed,
+    inFlight: () => core.inFlight,
+    deadLettered: () => core.deadLettered,
+    published: () => core.published,
+    delivered: () => core.delivered,
+    redelivered: () => core.redelivered,
+    acked: () => core.acked,
+    deadLetteredTotal: () => core.deadLetteredTotal
+  })
 
 /** A dead-lettering or a redrive waiting for its hook to persist it. */
 type PersistOp =
@@ -327,9 +357,11 @@ const validate = (name: string, value: number, minimum: number): number => {
   return value
 }
 
-/** Builds a queue in the current scope: its timer fiber lives as long as the scope. */
-export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueueOptions<R>) {
-  const settings: MessageQueueSettings = yield* Effect.try({
+/** The settings with their defaults; an invalid one is a defect (every backend checks them alike). */
+export const settingsOf = (
+  options: Pick<MessageQueueOptions, "capacity" | "maxDeliveries" | "visibilityTimeout">
+): Effect.Effect<MessageQueueSettings> =>
+  Effect.try({
     try: () => ({
       capacity: validate("capacity", options.capacity ?? 10_000, 1),
       maxDeliveries: validate("maxDeliveries", options.maxDeliveries ?? 5, 1),
@@ -337,6 +369,10 @@ export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueu
     }),
     catch: (error) => error
   }).pipe(Effect.orDie)
+
+/** Builds a queue in the current scope: its timer fiber lives as long as the scope. */
+export const make = Effect.fnUntraced(function* <R = never>(options: MessageQueueOptions<R>) {
+  const settings: MessageQueueSettings = yield* settingsOf(options)
   const clock = yield* Clock.Clock
   const context = yield* Effect.context<R>()
   const name = options.name ?? "messages"

@@ -78,6 +78,13 @@ export const layerEmbedded = (
   )
 
 /**
+ * Whether a client is the embedded PGlite (one session, reached through an
+ * in-process stream; `layerEmbedded`) rather than a PostgreSQL server: it has
+ * no second connection to LISTEN on.
+ */
+export const isEmbedded = (sql: PgClient.PgClient): boolean => sql.config.stream !== undefined
+
+/**
  * PGlite on a directory it cannot write does not fail: it hangs. So check
  * first, and say which setting is wrong. The directory is created one level
  * at a time: Node's recursive mkdir never returns on a path under /proc.

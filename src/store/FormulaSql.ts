@@ -6,6 +6,7 @@ import { Effect } from "effect"
 import type { PgClient } from "@effect/sql-pg"
 import type { Statement } from "effect/sql"
 import type { SqlError } from "effect/sql/SqlError"
+import { notifyReadyCte } from "./QueueChannel.ts"
 import { ints, jsonbs, numerics, texts, timestamps, uuids } from "./SqlArrays.ts"
 
 export interface MaterialRow {
@@ -70,7 +71,11 @@ export interface OutboxEvent {
   readonly type: "formula.processed" | "formula.dead_lettered"
   /** The event body's text before and after the formula id (a JSON string), which only the row knows. */
   readonly bodyBeforeFormulaId: string
-  readonly bodyAfterFormulaId: string
+  /**
+   * Text, or an SQL text expression over the changed row's returned columns when only the row knows
+   * them too (the database queue's dead-lettering: its attempts; see `deadLetterByReceipt`).
+   */
+  readonly bodyAfterFormulaId: string | Statement.Fragment
 }
 
 /** What a settling statement did: whether it changed the row, and how many webhook deliveries it wrote. */
@@ -118,7 +123,16 @@ const toFormulaRow = (row: FormulaSelectRow): FormulaRow => ({
   purgedAt: row.purged_at
 })
 
-export const makeFormulaSql = (sql: PgClient.PgClient) => {
+export interface FormulaSqlOptions {
+  /**
+   * The inserts NOTIFY the database queue's channel when they write messages
+   * (QUEUE_BACKEND=postgres on PostgreSQL; QueueChannel.ts). Off: the
+   * statements are exactly as before, at no extra cost.
+   */
+  readonly announceMessages?: boolean | undefined
+}
+
+export const makeFormulaSql = (sql: PgClient.PgClient, options: FormulaSqlOptions = {}) => {
   // One statement returns formulas with their materials and message state, so
   // a page costs one round trip whatever its size.
   const selectFormulas = sql`
@@ -147,6 +161,11 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     )
 
   const ping = Effect.asVoid(sql`SELECT 1`)
+
+  // With announceMessages, the inserts end with a `notified` CTE (one notification per statement, however
+  // many formulas it wrote), read by a condition that is always true: an uncorrelated subquery runs once.
+  const announce = options.announceMessages === true ? sql`, ${notifyReadyCte(sql, "inserted")}` : sql``
+  const announced = options.announceMessages === true ? sql` WHERE (SELECT count(*) FROM notified) >= 0` : sql``
 
   // The batch statements below take one array per column and `unnest` them,
   // so a batch of any size is the same statement text (prepared once) and
@@ -208,8 +227,8 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
           -- ids can meet its first attempt's row on the id index before the fingerprint one.
           ON CONFLICT DO NOTHING
           RETURNING id
-        ), ${materialsAndMessages(formulas)}
-        SELECT id::text AS id FROM inserted`,
+        ), ${materialsAndMessages(formulas)}${announce}
+        SELECT id::text AS id FROM inserted${announced}`,
       (rows) => new Map(rows.map((row) => [row.id, 0]))
     )
   }
@@ -269,10 +288,10 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
           SELECT gen_random_uuid(), s.event_id, s.endpoint_id, s.created_at, s.created_at, s.created_at
             FROM subscribed s JOIN events ON events.id = s.event_id
           RETURNING event_id
-        )
+        )${announce}
         SELECT input.id::text AS id,
                (SELECT count(*) FROM deliveries d WHERE d.event_id = input.event_id)::int AS deliveries
-          FROM inserted JOIN input ON input.id = inserted.id`,
+          FROM inserted JOIN input ON input.id = inserted.id${announced}`,
       (rows) => new Map(rows.map((row) => [row.id, Number(row.deliveries)]))
     )
   }
@@ -302,8 +321,12 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
    * formula has no client). One statement, so one implicit transaction: the
    * event exists iff the change committed.
    */
-  const changeWithEvent = (change: Statement.Statement<unknown>, event: OutboxEvent, at: Date) =>
-    Effect.map(
+  const changeWithEvent = (change: Statement.Statement<unknown>, event: OutboxEvent, at: Date) => {
+    const after =
+      typeof event.bodyAfterFormulaId === "string"
+        ? sql`${event.bodyAfterFormulaId}::text`
+        : sql`(SELECT ${event.bodyAfterFormulaId} FROM changed LIMIT 1)`
+    return Effect.map(
       sql<{ readonly changed: number; readonly deliveries: number }>`
         WITH changed AS (${change}),
         endpoints AS (
@@ -317,7 +340,7 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
         ), event AS (
           INSERT INTO webhook_events (id, client_id, type, body, created_at)
           SELECT ${event.id}::text, client_id, ${event.type}::text,
-                 ${event.bodyBeforeFormulaId}::text || to_json(formula_id::text)::text || ${event.bodyAfterFormulaId}::text,
+                 ${event.bodyBeforeFormulaId}::text || to_json(formula_id::text)::text || ${after},
                  ${at}
             FROM endpoints LIMIT 1
           RETURNING id
@@ -331,6 +354,7 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
         SELECT (SELECT count(*) FROM changed)::int AS changed, (SELECT count(*) FROM deliveries)::int AS deliveries`,
       (rows): SettleOutcome => ({ changed: rows[0]!.changed > 0, deliveries: rows[0]!.deliveries })
     )
+  }
 
   /**
    * Settles a message acked by a consumer, with its result (JSON text, or
@@ -372,6 +396,82 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
           RETURNING formula_id`,
       event,
       at
+    )
+
+  // The database queue's settlements (QUEUE_BACKEND=postgres, queue/PgMessageQueue.ts). The row in flight is
+  // found by its receipt, which is current only until its visibility deadline (`now`, the queue's clock): a
+  // receipt past it is stale even before another consumer claims the row, as in the in-memory queue.
+
+  /**
+   * Settles the row in flight under `receipt` with its result and `formula.processed` event, and clears
+   * the receipt. A row already settled under that receipt (consumeTransactional settled it inside its
+   * own transaction) only has its receipt cleared: the first result stays, no second event. `changed`
+   * false: the receipt is stale or unknown.
+   */
+  const settleByReceipt = (ack: {
+    readonly receipt: string
+    readonly resultText: string | null
+    readonly now: Date
+    readonly event: OutboxEvent
+  }) =>
+    changeWithEvent(
+      // `old` is the row before the change (RETURNING sees only the new one); `o.receipt` is matched again
+      // so that a second ack with the same receipt, waiting for the first one's lock, changes nothing.
+      sql`UPDATE outbox o SET receipt = NULL,
+                 delivered_at = coalesce(o.delivered_at, ${ack.now}),
+                 result = CASE WHEN o.delivered_at IS NULL THEN ${ack.resultText}::jsonb ELSE o.result END
+            FROM (SELECT message_id, delivered_at IS NOT NULL AS settled FROM outbox WHERE receipt = ${ack.receipt}) old
+           WHERE o.message_id = old.message_id AND o.receipt = ${ack.receipt}
+             AND (old.settled OR (o.visible_at > ${ack.now} AND o.purged_at IS NULL AND o.dead_lettered_at IS NULL))
+          RETURNING CASE WHEN old.settled THEN NULL ELSE o.formula_id END AS formula_id, o.message_id`,
+      ack.event,
+      ack.now
+    )
+
+  /**
+   * Dead-letters the row in flight under `receipt` if it is at its last delivery (a nack that used up
+   * `maxDeliveries`), with `lastError` and its `formula.dead_lettered` event. `changed` false: the
+   * receipt is stale or unknown, or the row has deliveries left.
+   */
+  const deadLetterByReceipt = (nack: {
+    readonly receipt: string
+    readonly maxDeliveries: number
+    readonly lastError: string
+    readonly now: Date
+    readonly event: OutboxEvent
+  }) =>
+    changeWithEvent(
+      sql`UPDATE outbox SET dead_lettered_at = ${nack.now}, last_error = ${nack.lastError}, receipt = NULL
+           WHERE receipt = ${nack.receipt} AND attempts >= ${nack.maxDeliveries} AND visible_at > ${nack.now}
+             AND delivered_at IS NULL AND purged_at IS NULL AND dead_lettered_at IS NULL
+          RETURNING formula_id, message_id, attempts`,
+      nack.event,
+      nack.now
+    )
+
+  /**
+   * Dead-letters a due row that has used up `maxDeliveries` (found by a claim, which does not deliver
+   * it): its last delivery expired (`expiredError`), or it waits out a nack's delay (keeping that
+   * nack's error). Changes nothing if anyone changed the row since (another instance dead-lettered it).
+   */
+  const deadLetterExhausted = (letter: {
+    readonly messageId: string
+    readonly maxDeliveries: number
+    readonly expiredError: string
+    readonly nackedError: string
+    readonly now: Date
+    readonly event: OutboxEvent
+  }) =>
+    changeWithEvent(
+      sql`UPDATE outbox SET dead_lettered_at = ${letter.now}, receipt = NULL,
+                 last_error = CASE WHEN receipt IS NULL THEN coalesce(last_error, ${letter.nackedError})
+                                   ELSE ${letter.expiredError} END
+           WHERE message_id = ${letter.messageId} AND attempts >= ${letter.maxDeliveries}
+             AND visible_at <= ${letter.now}
+             AND delivered_at IS NULL AND purged_at IS NULL AND dead_lettered_at IS NULL
+          RETURNING formula_id, message_id, attempts, last_error`,
+      letter.event,
+      letter.now
     )
 
   /** Redriven dead letters are pending again, their attempts counted afresh. */
@@ -452,6 +552,9 @@ export const makeFormulaSql = (sql: PgClient.PgClient) => {
     existingOutboxMessages,
     settleProcessed,
     settleDeadLettered,
+    settleByReceipt,
+    deadLetterByReceipt,
+    deadLetterExhausted,
     markRedriven,
     markPurged,
     selectUnsettled,

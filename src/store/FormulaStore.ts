@@ -10,6 +10,7 @@ import { PgClient } from "@effect/sql-pg"
 import { randomUUID } from "node:crypto"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"
 import { GroupCommitLingerMs, GroupCommitMaxBatch, GroupCommitWorkers } from "../Settings.ts"
+import { isEmbedded } from "./Database.ts"
 import {
   DatabaseUnavailable,
   isConnectionFailure,
@@ -80,6 +81,22 @@ export interface GroupCommitSettings {
   readonly workers: number
 }
 
+export interface StoreOptions extends GroupCommitSettings {
+  /**
+   * Submissions NOTIFY the database queue's channel (QUEUE_BACKEND=postgres;
+   * store/QueueChannel.ts). Ignored on the embedded database, where nobody can LISTEN.
+   */
+  readonly announceMessages?: boolean | undefined
+}
+
+/** The database queue's ack (queue/PgMessageQueue.ts): the delivery's receipt, its result, the queue's now. */
+export interface ReceiptAck {
+  readonly receipt: string
+  /** The result's JSON text (MessageResult.encodeResult); null for none. */
+  readonly resultText: string | null
+  readonly now: Date
+}
+
 export const GroupCommitConfig = Config.all({
   maxBatch: GroupCommitMaxBatch.config,
   linger: Config.map(GroupCommitLingerMs.config, Duration.millis),
@@ -105,6 +122,33 @@ export class FormulaStore extends Context.Service<
     settleProcessed(message: ProcessedMessage): Effect.Effect<SettleOutcome, DatabaseUnavailable>
     /** Records a dead-lettering and its `formula.dead_lettered` event, in one transaction. Idempotent. */
     settleDeadLettered(letter: DeadLetteredMessage): Effect.Effect<SettleOutcome, DatabaseUnavailable>
+    /**
+     * The database queue's ack: settles the row in flight under the receipt (result, `formula.processed`
+     * event) and clears the receipt; only clears it when the row is already settled. `changed` false:
+     * the receipt is stale (its deadline passed at `now`) or unknown.
+     */
+    settleByReceipt(ack: ReceiptAck): Effect.Effect<SettleOutcome, DatabaseUnavailable>
+    /**
+     * The database queue's nack of a last delivery: dead-letters the row in flight under the receipt if
+     * it has used up `maxDeliveries`, with its event. `changed` false: stale receipt, or deliveries left.
+     */
+    deadLetterByReceipt(nack: {
+      readonly receipt: string
+      readonly maxDeliveries: number
+      readonly lastError: string
+      readonly now: Date
+    }): Effect.Effect<SettleOutcome, DatabaseUnavailable>
+    /**
+     * Dead-letters a due row that used up `maxDeliveries` (a claim found it): `expiredError` as its last
+     * error if its last delivery expired, else (delayed by a nack) its own. Idempotent.
+     */
+    deadLetterExhausted(letter: {
+      readonly messageId: string
+      readonly maxDeliveries: number
+      readonly expiredError: string
+      readonly nackedError: string
+      readonly now: Date
+    }): Effect.Effect<SettleOutcome, DatabaseUnavailable>
     /** Records that these dead letters were redriven: pending again. */
     markRedriven(messageIds: ReadonlyArray<string>): Effect.Effect<void, DatabaseUnavailable>
     /** Records that an operator purged these dead letters. */
@@ -130,12 +174,12 @@ export class FormulaStore extends Context.Service<
   }
 >()("formula-intake/store/FormulaStore") {
   /** With explicit group-commit settings (see GroupCommit.ts); `maxBatch: 1` writes each formula alone. */
-  static readonly layerWith = (options: GroupCommitSettings) =>
+  static readonly layerWith = (options: StoreOptions) =>
     Layer.effect(
       FormulaStore,
       Effect.gen(function* () {
         const sql = yield* PgClient.PgClient
-        const q = makeFormulaSql(sql)
+        const q = makeFormulaSql(sql, { announceMessages: options.announceMessages === true && !isEmbedded(sql) })
 
         const createdRow = (formula: NewFormula, webhookDeliveries: number): InsertOutcome => ({
           _tag: "Created",
@@ -315,6 +359,56 @@ export class FormulaStore extends Context.Service<
                 )
               ).pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.settleDeadLettered"))
 
+        // The event's rest is read from the changed row: only it knows the message id (and, dead, its attempts).
+        const messageIdJson = sql.literal(`',"messageId":' || to_json(message_id::text)::text`)
+
+        const settleByReceipt = (ack: ReceiptAck) =>
+          q
+            .settleByReceipt({
+              ...ack,
+              event: outboxEvent(
+                "formula.processed",
+                ack.now,
+                sql`${messageIdJson} || ${`,"result":${ack.resultText ?? "null"}}}`}::text`
+              )
+            })
+            .pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.settleByReceipt"))
+
+        const deadLetterByReceipt = (nack: {
+          readonly receipt: string
+          readonly maxDeliveries: number
+          readonly lastError: string
+          readonly now: Date
+        }) =>
+          q
+            .deadLetterByReceipt({
+              ...nack,
+              event: outboxEvent(
+                "formula.dead_lettered",
+                nack.now,
+                sql`${messageIdJson} || ',"attempts":' || attempts || ${`,"lastError":${JSON.stringify(nack.lastError)}}}`}::text`
+              )
+            })
+            .pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.deadLetterByReceipt"))
+
+        const deadLetterExhausted = (letter: {
+          readonly messageId: string
+          readonly maxDeliveries: number
+          readonly expiredError: string
+          readonly nackedError: string
+          readonly now: Date
+        }) =>
+          q
+            .deadLetterExhausted({
+              ...letter,
+              event: outboxEvent(
+                "formula.dead_lettered",
+                letter.now,
+                sql`${messageIdJson} || ',"attempts":' || attempts || ',"lastError":' || to_json(last_error)::text || '}}'`
+              )
+            })
+            .pipe(unavailableOnFailure, Effect.withSpan("FormulaStore.deadLetterExhausted"))
+
         const markRedriven = (messageIds: ReadonlyArray<string>) =>
           q
             .markRedriven(messageIds.filter((id) => uuidPattern.test(id)))
@@ -349,6 +443,9 @@ export class FormulaStore extends Context.Service<
           ping,
           settleProcessed,
           settleDeadLettered,
+          settleByReceipt,
+          deadLetterByReceipt,
+          deadLetterExhausted,
           markRedriven,
           markPurged,
           unsettledMessages,
@@ -366,6 +463,10 @@ export class FormulaStore extends Context.Service<
   static readonly layerNoDeps = Layer.unwrap(
     Effect.map(GroupCommitConfig, (settings) => FormulaStore.layerWith(settings))
   )
+
+  /** `layerNoDeps`, with submissions announced to the database queue (QUEUE_BACKEND=postgres) or not. */
+  static readonly layerConfig = (options: { readonly announceMessages: boolean }) =>
+    Layer.unwrap(Effect.map(GroupCommitConfig, (settings) => FormulaStore.layerWith({ ...settings, ...options })))
 }
 
 /**
@@ -373,7 +474,7 @@ export class FormulaStore extends Context.Service<
  * the statement reads from the outbox row): exactly
  * `{"type":…,"timestamp":…,"data":{"formulaId":…<dataRest>`.
  */
-const outboxEvent = (type: OutboxEvent["type"], timestamp: Date, dataRest: string): OutboxEvent => ({
+const outboxEvent = (type: OutboxEvent["type"], timestamp: Date, dataRest: OutboxEvent["bodyAfterFormulaId"]): OutboxEvent => ({
   id: "evt_" + randomUUID().replaceAll("-", ""),
   type,
   bodyBeforeFormulaId: `{"type":${JSON.stringify(type)},"timestamp":${JSON.stringify(timestamp.toISOString())},"data":{"formulaId":`,

@@ -1,0 +1,266 @@
+/**
+ * The database queue's statements (PgMessageQueue.ts), one function each.
+ * The settlements that write webhook events (ack, dead-lettering) are the
+ * store's (FormulaSql.ts, beside the in-memory queue's, sharing its
+ * `changeWithEvent`); these are the rest.
+ *
+ * Every time is the queue's "now" (its Clock plus the database's offset,
+ * PgMessageQueue.ts), bound as a parameter, never `now()`: so a TestClock
+ * drives this backend exactly like the in-memory one, and instances share the
+ * database's clock.
+ *
+ * A row is unsettled while `delivered_at`, `purged_at` and `dead_lettered_at`
+ * are NULL (the partial index `outbox_due` holds exactly those, by
+ * `(visible_at, created_at)`); it is due when `visible_at <= now`. A receipt
+ * is current while its row is unsettled and `visible_at > now`.
+ */
+import type { PgClient } from "@effect/sql-pg"
+import { Effect } from "effect"
+import { notifyReadyCte, readyChannelExpression } from "../store/QueueChannel.ts"
+import { uuids } from "../store/SqlArrays.ts"
+
+export interface ClaimedRow {
+  readonly message_id: string
+  /** Null for a row at `maxDeliveries`: locked but not delivered (to be dead-lettered). */
+  readonly receipt: string | null
+  readonly attempts: number | null
+  readonly body: unknown
+  readonly exhausted: boolean
+}
+
+export interface DeadLetterRow {
+  readonly message_id: string
+  readonly attempts: number
+  readonly last_error: string | null
+  readonly body: unknown
+  readonly dead_lettered_at: Date
+}
+
+export interface CountsRow {
+  readonly ready: number
+  readonly delayed: number
+  readonly in_flight: number
+  readonly dead_lettered: number
+}
+
+/** jsonb arrives parsed from PostgreSQL, as text from some paths: always a value here. */
+export const jsonValue = (value: unknown): unknown => (typeof value === "string" ? JSON.parse(value) : value)
+
+export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly announce: boolean }) => {
+  // Statements that make messages ready tell the channel (QueueChannel.ts); on the embedded database nobody
+  // listens, so there the CTE is an empty one and the statements' shape stays the same.
+  const notified = (from: string) =>
+    options.announce ? notifyReadyCte(sql, from) : sql`notified AS (SELECT NULL WHERE false)`
+
+  const unsettled = sql.literal("delivered_at IS NULL AND purged_at IS NULL AND dead_lettered_at IS NULL")
+
+  const databaseNow = Effect.map(sql<{ readonly now: Date }>`SELECT now() AS now`, (rows) => rows[0]!.now)
+
+  const readyChannel = Effect.map(
+    sql<{ readonly channel: string }>`SELECT ${sql.literal(readyChannelExpression)} AS channel`,
+    (rows) => rows[0]!.channel
+  )
+
+  /**
+   * Claims up to `max` due rows, oldest due first, skipping rows another
+   * claim holds: each gets a fresh receipt, `visible_at = until` and one more
+   * attempt. A due row that already had `maxDeliveries` deliveries comes back
+   * with `exhausted` and no receipt, unchanged: the caller dead-letters it.
+   * Rows come back in claim order.
+   */
+  const claim = (claim: {
+    readonly now: Date
+    readonly until: Date
+    readonly max: number
+    readonly maxDeliveries: number
+  }) =>
+    sql<ClaimedRow>`
+      WITH due AS (
+        SELECT message_id, visible_at, created_at, attempts >= ${claim.maxDeliveries} AS exhausted
+          FROM outbox
+         WHERE visible_at <= ${claim.now} AND ${unsettled}
+         ORDER BY visible_at, created_at
+         LIMIT ${claim.max}
+           FOR UPDATE SKIP LOCKED
+      ), claimed AS (
+        UPDATE outbox o SET receipt = gen_random_uuid(), visible_at = ${claim.until}, attempts = o.attempts + 1
+          FROM due
+         WHERE o.message_id = due.message_id AND NOT due.exhausted
+        RETURNING o.message_id, o.receipt, o.attempts, o.body
+      )
+      SELECT due.message_id::text AS message_id, c.receipt::text AS receipt, c.attempts, c.body, due.exhausted
+        FROM due LEFT JOIN claimed c ON c.message_id = due.message_id
+       ORDER BY due.visible_at, due.created_at`
+
+  /** When the next unsettled row not yet due becomes due; undefined when none is waiting. */
+  const nextDue = (now: Date) =>
+    Effect.map(
+      sql<{ readonly next: Date | null }>`
+        SELECT min(visible_at) AS next FROM outbox WHERE visible_at > ${now} AND ${unsettled}`,
+      (rows) => rows[0]?.next ?? undefined
+    )
+
+  /** A message of its own (no formula), ready now; false when the id exists already (in any state). */
+  const publish = (message: { readonly messageId: string; readonly bodyText: string }) =>
+    Effect.map(
+      sql<{ readonly added: number; readonly notified: number }>`
+        WITH added AS (
+          INSERT INTO outbox (message_id, body) VALUES (${message.messageId}::uuid, ${message.bodyText}::jsonb)
+          ON CONFLICT DO NOTHING
+          RETURNING message_id
+        ), ${notified("added")}
+        SELECT (SELECT count(*) FROM added)::int AS added, (SELECT count(*) FROM notified)::int AS notified`,
+      (rows) => rows[0]!.added > 0
+    )
+
+  const exists = (messageId: string) =>
+    Effect.map(
+      sql<{ readonly found: number }>`SELECT count(*)::int AS found FROM outbox WHERE message_id = ${messageId}::uuid`,
+      (rows) => rows[0]!.found > 0
+    )
+
+  /**
+   * A nack with deliveries left: the row waits until `until` (ready at once
+   * when `until <= now`, announced), keeping `lastError` for its dead letter.
+   * False: stale receipt, or the delivery was the last one (the store
+   * dead-letters it, with its event).
+   */
+  const requeueByReceipt = (nack: {
+    readonly receipt: string
+    readonly now: Date
+    readonly until: Date
+    readonly lastError: string
+    readonly maxDeliveries: number
+  }) =>
+    Effect.map(
+      sql<{ readonly changed: number; readonly notified: number }>`
+        WITH nacked AS (
+          UPDATE outbox SET receipt = NULL, visible_at = ${nack.until}, last_error = ${nack.lastError}
+           WHERE receipt = ${nack.receipt}::uuid AND attempts < ${nack.maxDeliveries}
+             AND visible_at > ${nack.now} AND ${unsettled}
+          RETURNING message_id
+        ), ready AS (
+          SELECT message_id FROM nacked WHERE ${nack.until}::timestamptz <= ${nack.now}::timestamptz
+        ), ${notified("ready")}
+        SELECT (SELECT count(*) FROM nacked)::int AS changed, (SELECT count(*) FROM notified)::int AS notified`,
+      (rows) => rows[0]!.changed > 0
+    )
+
+  /** A new visibility deadline for a current receipt; false when it is stale. */
+  const extendByReceipt = (extend: { readonly receipt: string; readonly now: Date; readonly until: Date }) =>
+    Effect.map(
+      sql<{ readonly changed: number }>`
+        WITH extended AS (
+          UPDATE outbox SET visible_at = ${extend.until}
+           WHERE receipt = ${extend.receipt}::uuid AND visible_at > ${extend.now} AND ${unsettled}
+          RETURNING 1
+        )
+        SELECT count(*)::int AS changed FROM extended`,
+      (rows) => rows[0]!.changed > 0
+    )
+
+  /**
+   * The delivery given back uncounted: ready at once, ahead of every row due
+   * later (`-infinity`, like a new message, by its age), announced.
+   */
+  const releaseByReceipt = (release: { readonly receipt: string; readonly now: Date }) =>
+    Effect.map(
+      sql<{ readonly changed: number; readonly notified: number }>`
+        WITH released AS (
+          UPDATE outbox SET receipt = NULL, visible_at = '-infinity', attempts = attempts - 1
+           WHERE receipt = ${release.receipt}::uuid AND visible_at > ${release.now} AND ${unsettled}
+          RETURNING message_id
+        ), ${notified("released")}
+        SELECT (SELECT count(*) FROM released)::int AS changed, (SELECT count(*) FROM notified)::int AS notified`,
+      (rows) => rows[0]!.changed > 0
+    )
+
+  const deadLetterCondition = sql.literal(
+    "dead_lettered_at IS NOT NULL AND delivered_at IS NULL AND purged_at IS NULL"
+  )
+
+  /** Dead letters, oldest dead-lettering first. */
+  const deadLetters = sql<DeadLetterRow>`
+    SELECT message_id::text AS message_id, attempts, last_error, body, dead_lettered_at
+      FROM outbox WHERE ${deadLetterCondition}
+     ORDER BY dead_lettered_at, message_id`
+
+  const onlyIds = (messageIds: ReadonlyArray<string> | undefined) =>
+    messageIds === undefined ? sql`` : sql` AND message_id = ANY(${uuids(messageIds)})`
+
+  /**
+   * Up to `limit` dead letters (these ids, or any) ready again at `now`
+   * (behind what is ready already), attempts from 0, announced. Returns how many.
+   */
+  const redrive = (redrive: {
+    readonly messageIds: ReadonlyArray<string> | undefined
+    readonly limit: number
+    readonly now: Date
+  }) =>
+    Effect.map(
+      sql<{ readonly redriven: number; readonly notified: number }>`
+        WITH picked AS (
+          SELECT message_id FROM outbox WHERE ${deadLetterCondition}${onlyIds(redrive.messageIds)}
+           ORDER BY dead_lettered_at, message_id LIMIT ${redrive.limit}
+             FOR UPDATE SKIP LOCKED
+        ), redriven AS (
+          UPDATE outbox o SET dead_lettered_at = NULL, last_error = NULL, attempts = 0, receipt = NULL,
+                 visible_at = ${redrive.now}
+            FROM picked WHERE o.message_id = picked.message_id
+          RETURNING o.message_id
+        ), ${notified("redriven")}
+        SELECT (SELECT count(*) FROM redriven)::int AS redriven, (SELECT count(*) FROM notified)::int AS notified`,
+      (rows) => rows[0]!.redriven
+    )
+
+  /** Dead letters (these ids, or all) settled as purged. Returns how many. */
+  const purge = (purge: { readonly messageIds: ReadonlyArray<string> | undefined; readonly now: Date }) =>
+    Effect.map(
+      sql<{ readonly purged: number }>`
+        WITH purged AS (
+          UPDATE outbox SET purged_at = ${purge.now} WHERE ${deadLetterCondition}${onlyIds(purge.messageIds)}
+          RETURNING 1
+        )
+        SELECT count(*)::int AS purged FROM purged`,
+      (rows) => rows[0]!.purged
+    )
+
+  /** The unsettled rows by state at `now`. */
+  const counts = (now: Date) =>
+    Effect.map(
+      sql<CountsRow>`
+        SELECT count(*) FILTER (WHERE dead_lettered_at IS NULL AND visible_at <= ${now})::int AS ready,
+               count(*) FILTER (WHERE dead_lettered_at IS NULL AND visible_at > ${now} AND receipt IS NULL)::int
+                 AS delayed,
+               count(*) FILTER (WHERE dead_lettered_at IS NULL AND visible_at > ${now} AND receipt IS NOT NULL)::int
+                 AS in_flight,
+               count(*) FILTER (WHERE dead_lettered_at IS NOT NULL)::int AS dead_lettered
+          FROM outbox WHERE delivered_at IS NULL AND purged_at IS NULL`,
+      (rows) => rows[0]!
+    )
+
+  /** What counts against the capacity: unsettled rows that are not dead letters (the `outbox_due` index). */
+  const capacityCount = Effect.map(
+    sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM outbox WHERE ${unsettled}`,
+    (rows) => rows[0]!.n
+  )
+
+  return {
+    databaseNow,
+    readyChannel,
+    claim,
+    nextDue,
+    publish,
+    exists,
+    requeueByReceipt,
+    extendByReceipt,
+    releaseByReceipt,
+    deadLetters,
+    redrive,
+    purge,
+    counts,
+    capacityCount
+  }
+}
+
+export type PgQueueSql = ReturnType<typeof makePgQueueSql>
