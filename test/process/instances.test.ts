@@ -283,8 +283,18 @@ describe.skipIf(postgresUrl === undefined)("several instances on one PostgreSQL 
           consumer(instance, journal, controls.get(instance.name)!).pipe(Effect.forkChild)
         )
 
-        // Load for a while, then the victim's consumer takes a batch and keeps it; its instance is killed.
-        yield* Effect.sleep(Duration.seconds(3))
+        // Load until every instance has created formulas and every consumer acked some; then the victim's
+        // consumer takes a batch and keeps it, and its instance is killed.
+        for (let i = 0; ; i++) {
+          const ready = ["A", "B", "C"].every(
+            (name) =>
+              count(journal.submissions, (s) => s.instance === name && s.status === 201) >= 30 &&
+              count(journal.acks, (a) => a.consumer === name && a.status === 204) >= 10
+          )
+          if (ready) break
+          assert.isBelow(i, 600, `the load did not reach every instance within 60 s; ${outputOf(first.running)}`)
+          yield* Effect.sleep(Duration.millis(100))
+        }
         const held = yield* Effect.callback<ReadonlyArray<Receipt>>((resume) => {
           controls.get(victim.name)!.hold = (batch) => resume(Effect.succeed(batch))
         })
@@ -321,6 +331,16 @@ describe.skipIf(postgresUrl === undefined)("several instances on one PostgreSQL 
         }
         for (const instance of instances) controls.get(instance.name)!.stopped = true
         yield* Fiber.joinAll(consumers.slice(0, 2))
+        const per = (name: string) =>
+          `${name}: ${count(created, (s) => s.instance === name)} created, ` +
+          `${count(journal.receipts, (r) => r.consumer === name)} received, ` +
+          `${count(journal.acks, (a) => a.consumer === name && a.status === 204)} acked`
+        console.info(
+          `instances: ${per("A")}; ${per("B")}; ${per("C")}; ` +
+            `${count(journal.submissions, (s) => s.status === undefined)} unanswered at the kill, ${rows.length} rows, ` +
+            `${count(journal.acks, (a) => a.status === 409)} stale acks, ${held.length} held at the kill ` +
+            `(${(killedAt - (held[0]?.answeredAt ?? killedAt)).toFixed(0)} ms before it)`
+        )
 
         // The load was spread: every instance created formulas, every consumer received some.
         for (const name of ["A", "B", "C"]) {
@@ -380,13 +400,8 @@ describe.skipIf(postgresUrl === undefined)("several instances on one PostgreSQL 
           return next.answeredAt - (h.sentAt + visibilityMs)
         })
         console.info(
-          `instances: ${created.length} created (A ${count(created, (s) => s.instance === "A")}, ` +
-            `B ${count(created, (s) => s.instance === "B")}, C ${count(created, (s) => s.instance === "C")}), ` +
-            `${count(journal.submissions, (s) => s.status === undefined)} unanswered at the kill, ` +
-            `${rows.length} rows; ${journal.receipts.length} receipts, ${count(journal.acks, (a) => a.status === 204)} acks, ` +
-            `${count(journal.acks, (a) => a.status === 409)} stale; ${held.length} held at the kill ` +
-            `(${(killedAt - held[0]!.answeredAt).toFixed(0)} ms before it), back ${Math.min(...redeliveredLate).toFixed(0)}–` +
-            `${Math.max(...redeliveredLate).toFixed(0)} ms after their timeout`
+          `instances: the held messages came back ${Math.min(...redeliveredLate).toFixed(0)}–` +
+            `${Math.max(...redeliveredLate).toFixed(0)} ms after their visibility timeout`
         )
       }).pipe(Effect.scoped),
     180_000
