@@ -8,7 +8,7 @@
  *
  * - **cycle**: each consumer publishes a message, receives one (max 1) and
  *   acks it, over and over; messages/s = completed acks per second.
- *   pgbench: `queue-cycle.pgbench.sql` (publish; claim → `\gset` receipt; ack).
+ *   pgbench: `queue-cycle.pgbench.sql` (publish; claim → `\aset` receipt; ack).
  * - **claim**: the table is filled beforehand (the same rows for both), each
  *   consumer receives one message at a time and never acks (visibility 1 h);
  *   receive latency p50/p99. pgbench: `queue-claim.pgbench.sql` (the claim
@@ -24,13 +24,12 @@
  */
 import { Effect, ManagedRuntime, Redacted } from "effect"
 import { randomUUID } from "node:crypto"
-import { readdirSync, readFileSync, rmSync } from "node:fs"
-import { basename, dirname, join } from "node:path"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { MessageQueue, type MessageQueueService } from "../../src/queue/MessageQueue.ts"
 import * as Runtime from "../../src/Runtime.ts"
 import * as Database from "../../src/store/Database.ts"
-import { backgroundLoad, type CpuUse, cpuUse, snapshot } from "./cpu.ts"
+import { backgroundLoad, type CpuUse, cpuUse, setOwnDatabase, snapshot } from "./cpu.ts"
 import { checkpoint, createDatabase, psql, redact, runPgbench } from "./postgres.ts"
 
 export const cycleScript = fileURLToPath(new URL("./queue-cycle.pgbench.sql", import.meta.url))
@@ -56,7 +55,7 @@ export interface Run {
   readonly latencyMs: { readonly p50: number; readonly p99: number }
   /** cycle load, backend only: the receive inside the cycle. */
   readonly receiveMs?: { readonly p50: number; readonly p99: number } | undefined
-  /** Receives that found nothing (the backend's, or pgbench's failed `\gset`). */
+  /** Receives that found nothing (the backend's, or pgbench cycles whose claim found nothing). */
   readonly empty: number
   readonly cpu: (CpuUse & { readonly client: number }) | undefined
   readonly background: number | undefined
@@ -212,25 +211,6 @@ const backendClaims = (queue: MessageQueueService, concurrency: number, duration
 
 // --- pgbench -----------------------------------------------------------------------
 
-/** Latencies (ms) from pgbench's per-transaction logs under `prefix`, removed afterwards. */
-const pgbenchLatencies = (prefix: string) => {
-  const dir = dirname(prefix)
-  const start = basename(prefix) + "."
-  const latencies: Array<number> = []
-  let failed = 0
-  for (const file of readdirSync(dir).filter((f) => f.startsWith(start))) {
-    const path = join(dir, file)
-    for (const line of readFileSync(path, "utf8").split("\n")) {
-      const fields = line.split(" ")
-      if (fields.length < 3) continue
-      if (fields[2] === "failed" || fields[2] === "skipped") failed++
-      else latencies.push(Number(fields[2]) / 1000)
-    }
-    rmSync(path)
-  }
-  return { latencies, failed }
-}
-
 // --- the runs ----------------------------------------------------------------------
 
 export interface PgQueueBenchOptions {
@@ -254,6 +234,7 @@ export const pgQueueBench = async (options: PgQueueBenchOptions): Promise<PgQueu
   const { levels, durationS, warmupS, rounds, tmp, log } = options
   const dbName = `bench_queue_${process.pid}`
   const url = await createDatabase(options.adminUrl, dbName)
+  setOwnDatabase(dbName)
   const runtime = backendRuntime(url)
   const queue = await runtime.runPromise(MessageQueue)
   const runs: Array<Run> = []
@@ -311,7 +292,6 @@ export const pgQueueBench = async (options: PgQueueBenchOptions): Promise<PgQueu
           .replace(/pgbench-queue-\w+-\d+/, `pgbench-queue-${load}-C`)
           .replace(/\S*scripts\/bench\//, "scripts/bench/")
       )
-      const { latencies } = pgbenchLatencies(prefix)
       runs.push({
         load,
         side: "pgbench",
@@ -319,7 +299,7 @@ export const pgQueueBench = async (options: PgQueueBenchOptions): Promise<PgQueu
         round,
         count: settled,
         rate: (result.tps * settled) / Math.max(1, result.transactions),
-        latencyMs: p50p99(latencies),
+        latencyMs: result.latencyMs,
         empty: result.transactions - settled + result.failed,
         cpu: cpu === undefined ? undefined : { ...cpu, client: 0 },
         background
@@ -433,7 +413,7 @@ export const renderPgQueueSection = (
     "",
     ...result.commands.map((command) => `- \`${command}\``),
     "",
-    "**Throughput**: each consumer publishes one message, receives one (max 1) and acks it, in a loop; pgbench's transaction is the same three statements (publish; claim, its receipt kept with `\\gset`; ack).",
+    "**Throughput**: each consumer publishes one message, receives one (max 1) and acks it, in a loop; pgbench's transaction is the same three statements (publish; claim, its receipt kept with `\\aset`; ack).",
     "",
     "| load | consumers | backend | pgbench | ratio | backend cycle p50 / p99 ms | pgbench p50 / p99 ms |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -16,6 +16,7 @@
 -- with \aset; a claim that finds nothing (another client's claim took the row
 -- it could see) leaves the previous receipt, whose ack then changes nothing —
 -- the benchmark counts settled rows, not transactions.
+\set max 1
 \set max_deliveries 5
 WITH added AS (
   INSERT INTO outbox (message_id, body) VALUES (gen_random_uuid(), '{"type":"FormulaSubmitted"}'::jsonb)
@@ -30,7 +31,7 @@ WITH due AS (
     FROM outbox
    WHERE visible_at <= now() AND delivered_at IS NULL AND purged_at IS NULL AND dead_lettered_at IS NULL
    ORDER BY visible_at, created_at
-   LIMIT 1
+   LIMIT :max
      FOR UPDATE SKIP LOCKED
 ), claimed AS (
   UPDATE outbox o SET receipt = gen_random_uuid(), visible_at = now() + :visibility_ms * interval '1 millisecond', attempts = o.attempts + 1
