@@ -1,19 +1,42 @@
 /**
  * MessageQueue benchmark: throughput against Effect's own Queue in the same run,
- * redelivery lateness on the real clock, and memory per queued message.
+ * redelivery lateness on the real clock, and memory per queued message; then
+ * the PostgreSQL backend against pgbench running its own statements
+ * (scripts/bench/pg-queue.ts).
  *
- *   node --expose-gc scripts/bench-queue.ts [--quick]
+ *   node --expose-gc scripts/bench-queue.ts [--quick] [--only=memory | --only=postgres]
+ *                                           [--levels=1,4,16] [--duration=5] [--warmup=1] [--rounds=3]
  *
- * Prints a Markdown section and writes it into BENCHMARKS.md between the
- * `<!-- bench:queue -->` markers (other sections are left alone).
+ * Prints Markdown sections and writes them into BENCHMARKS.md between the
+ * `<!-- bench:queue -->` and `<!-- bench:queue-postgres -->` markers (other
+ * sections are left alone). The PostgreSQL part needs pgbench, psql and a
+ * server reachable as BENCH_DATABASE_URL (default
+ * postgres://postgres@127.0.0.1:5432/postgres, allowed to CREATE DATABASE);
+ * without them it is skipped with a note.
  */
 import { Effect, Queue } from "effect"
 import { execSync } from "node:child_process"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
+import { mkdtempSync } from "node:fs"
+import { join } from "node:path"
 import { MessageQueue, type MessageQueueService } from "../src/queue/MessageQueue.ts"
+import { pgQueueBench, renderPgQueueSection } from "./bench/pg-queue.ts"
+import { psql } from "./bench/postgres.ts"
+import { cleanup, installSignalHandlers, onCleanup, removeDir } from "./bench/processes.ts"
 
-const quick = process.argv.includes("--quick")
+const argv = process.argv.slice(2)
+for (const arg of argv) {
+  if (!/^--(quick|only=(memory|postgres)|levels=[\d,]+|duration=\d+|warmup=\d+|rounds=\d+)$/.test(arg)) {
+    console.error(
+      `unknown argument ${arg}\nusage: node --expose-gc scripts/bench-queue.ts [--quick] [--only=memory|--only=postgres] [--levels=1,4,16] [--duration=S] [--warmup=S] [--rounds=N]`
+    )
+    process.exit(2)
+  }
+}
+const option = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+const quick = argv.includes("--quick")
+const only = option("only")
 const gc = (globalThis as { gc?: () => void }).gc
 
 const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
@@ -241,7 +264,7 @@ const memory = async (n: number) => {
 
 // --- main -------------------------------------------------------------------------
 
-const main = async () => {
+const memoryMain = async () => {
   const n = quick ? 100_000 : 500_000
   const reps = quick ? 3 : 5
   const rows: Array<[string, number, number]> = []
@@ -346,10 +369,14 @@ const main = async () => {
   ]
   const section = lines.join("\n")
   console.log(section)
+  writeSection("queue", section)
+}
 
+/** Writes `section` between its `<!-- bench:NAME -->` markers in BENCHMARKS.md (appended if they are not there). */
+const writeSection = (name: string, section: string) => {
   const path = new URL("../BENCHMARKS.md", import.meta.url)
-  const start = "<!-- bench:queue -->"
-  const end = "<!-- /bench:queue -->"
+  const start = `<!-- bench:${name} -->`
+  const end = `<!-- /bench:${name} -->`
   const block = `${start}\n${section}\n${end}`
   let text = existsSync(path) ? readFileSync(path, "utf8") : "# Benchmarks\n"
   const from = text.indexOf(start)
@@ -359,4 +386,47 @@ const main = async () => {
   writeFileSync(path, text)
 }
 
-await main()
+// --- the PostgreSQL backend ---------------------------------------------------------
+
+const postgresMain = async () => {
+  const adminUrl = process.env["BENCH_DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
+  const levels = (option("levels") ?? "1,4,16").split(",").map(Number)
+  const durationS = Number(option("duration") ?? (quick ? 2 : 5))
+  const warmupS = Number(option("warmup") ?? 1)
+  const rounds = Number(option("rounds") ?? (quick ? 1 : 3))
+  let pgVersion: string
+  try {
+    pgVersion = await psql(adminUrl, "SELECT current_setting('server_version')")
+    execSync("pgbench --version", { stdio: "ignore" })
+  } catch (error) {
+    console.error(
+      `PostgreSQL backend not measured: no PostgreSQL/pgbench/psql at hand (${String(error).split("\n")[0]})`
+    )
+    return
+  }
+  installSignalHandlers()
+  const tmp = mkdtempSync(join(os.tmpdir(), "formula-bench-queue-"))
+  onCleanup(`temporary directory ${tmp}`, () => removeDir(tmp))
+  console.error(`PostgreSQL backend: concurrency ${levels.join(", ")}, ${durationS} s per run, ${rounds} rounds`)
+  const began = performance.now()
+  try {
+    const result = await pgQueueBench({ adminUrl, levels, durationS, warmupS, rounds, tmp, log: console.error })
+    const cpus = os.cpus()
+    const section = [
+      "## Message queue on PostgreSQL",
+      "",
+      `- Date: ${new Date().toUTCString()}`,
+      `- Machine: ${cpus.length} × ${cpus[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.platform()} ${os.release()}, Node ${process.version}, PostgreSQL ${pgVersion}, ${execSync("pgbench --version", { encoding: "utf8" }).trim()}`,
+      `- Command: \`npm run bench:queue${argv.length === 0 ? "" : ` -- ${argv.join(" ")}`}\` (${Math.round((performance.now() - began) / 1000)} s for this part)`,
+      "",
+      ...renderPgQueueSection(result, { levels, durationS, warmupS, rounds })
+    ].join("\n")
+    console.log(section)
+    writeSection("queue-postgres", section)
+  } finally {
+    await cleanup()
+  }
+}
+
+if (only !== "postgres") await memoryMain()
+if (only !== "memory") await postgresMain()

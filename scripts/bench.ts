@@ -2,7 +2,7 @@
  * HTTP submission benchmark (`npm run bench`).
  *
  *   node scripts/bench.ts [--quick] [--write | --no-write] [--levels=1,16,64] [--duration=6] [--warmup=2]
- *                         [--only=access-log | --only=webhooks]
+ *                         [--only=access-log | --only=webhooks | --only=postgres-queue]
  *
  * Starts the service (`node src/main.ts`) as a child process on a free port,
  * once on PostgreSQL (a fresh database `bench_<pid>`, created and dropped here)
@@ -30,6 +30,12 @@
  * bodies at the same concurrency, and p99 from due to sent; between the
  * `<!-- bench:webhooks -->` markers. `--only=webhooks` measures that alone
  * (needs PostgreSQL and psql, not wrk).
+ *
+ * The queue in PostgreSQL (scripts/bench/pg-queue-submissions.ts): unique
+ * submissions with QUEUE_BACKEND=postgres on one and on two instances sharing
+ * a database, as ratios to pgbench at the same concurrency; between the
+ * `<!-- bench:http-postgres-queue -->` markers. `--only=postgres-queue`
+ * measures that alone (needs wrk, pgbench, psql and PostgreSQL).
  *
  * Prints a Markdown section; a full run writes it between the
  * `<!-- bench:http -->` markers of BENCHMARKS.md and draws BENCHMARKS-chart.svg.
@@ -82,6 +88,7 @@ import { cleanup, installSignalHandlers, onCleanup, removeDir, run, runOk, tail 
 import { post, repoRoot, type RunningServer, startBareServer, startService } from "./bench/servers.ts"
 import { runWrk, type WrkLoad, type WrkResult, writeFixedRequests } from "./bench/wrk.ts"
 import { renderWebhookSection, webhookBench, type WebhookBenchResult } from "./bench/webhooks.ts"
+import * as PostgresQueueSubmissions from "./bench/pg-queue-submissions.ts"
 
 // --- options -----------------------------------------------------------------------
 
@@ -89,9 +96,13 @@ const argv = process.argv.slice(2)
 const flag = (name: string) => argv.includes(`--${name}`)
 const option = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
 for (const arg of argv) {
-  if (!/^--(quick|write|no-write|levels=[\d,]+|duration=\d+|warmup=\d+|only=(access-log|webhooks))$/.test(arg)) {
+  if (
+    !/^--(quick|write|no-write|levels=[\d,]+|duration=\d+|warmup=\d+|only=(access-log|webhooks|postgres-queue))$/.test(
+      arg
+    )
+  ) {
     console.error(
-      `unknown argument ${arg}\nusage: node scripts/bench.ts [--quick] [--write|--no-write] [--levels=1,16,64] [--duration=S] [--warmup=S] [--only=access-log|--only=webhooks]`
+      `unknown argument ${arg}\nusage: node scripts/bench.ts [--quick] [--write|--no-write] [--levels=1,16,64] [--duration=S] [--warmup=S] [--only=access-log|--only=webhooks|--only=postgres-queue]`
     )
     process.exit(2)
   }
@@ -99,6 +110,7 @@ for (const arg of argv) {
 const quick = flag("quick")
 const onlyAccessLog = option("only") === "access-log"
 const onlyWebhooks = option("only") === "webhooks"
+const onlyPostgresQueue = option("only") === "postgres-queue"
 const levels = (option("levels") ?? "1,16,64").split(",").map(Number)
 const durationS = Number(option("duration") ?? (quick ? 1 : 6))
 const warmupS = Number(option("warmup") ?? 1 + (quick ? 0 : 1))
@@ -1153,6 +1165,49 @@ const webhooksOnly = async (tmp: string) => {
   }
 }
 
+/** Unique submissions with QUEUE_BACKEND=postgres on one and two instances: its section, measured and rendered. */
+const postgresQueuePhase = async (tmp: string, m: Awaited<ReturnType<typeof machine>>) => {
+  log("PostgreSQL queue backend: unique submissions on 1 and 2 instances")
+  const result = await PostgresQueueSubmissions.postgresQueueSubmissions({
+    adminUrl,
+    levels,
+    durationS,
+    warmupS,
+    tmp,
+    runId,
+    log
+  })
+  const scratch = join(repoRoot, ".bench")
+  mkdirSync(scratch, { recursive: true })
+  writeFileSync(join(scratch, "bench-postgres-queue.json"), JSON.stringify({ machine: m, result }, null, 2))
+  const section = PostgresQueueSubmissions.renderSection(
+    result,
+    {
+      date: m.date,
+      revision: m.revision,
+      machine: `${m.cores} × ${m.cpu}, ${m.ramGiB.toFixed(1)} GiB, ${m.kernel}, Node ${m.node}, PostgreSQL ${m.pg.version} (synchronous_commit=${m.pg.synchronousCommit}, fsync=${m.pg.fsync}), ${m.wrkVersion}, ${m.pgbenchVersion}`
+    },
+    { command: `npm run bench${argv.length === 0 ? "" : ` -- ${argv.join(" ")}`}`, durationS, warmupS, levels }
+  )
+  if (!result.check.ok) process.exitCode = 1
+  return `<!-- bench:http-postgres-queue -->\n${section}\n<!-- /bench:http-postgres-queue -->`
+}
+
+/** `--only=postgres-queue`: the postgres queue backend's submissions alone. */
+const postgresQueueOnly = async (tmp: string) => {
+  const m = await machine()
+  const section = await postgresQueuePhase(tmp, m)
+  log("")
+  log(section)
+  if (write) {
+    writeSection(join(repoRoot, "BENCHMARKS.md"), "http-postgres-queue", section)
+    log("\nwrote BENCHMARKS.md (bench:http-postgres-queue section)")
+  } else {
+    writeFileSync(join(repoRoot, ".bench", "bench-postgres-queue.md"), section + "\n")
+    log("\nwrote .bench/bench-postgres-queue.md (BENCHMARKS.md untouched; --write to update it)")
+  }
+}
+
 const main = async () => {
   const major = Number(process.versions.node.split(".")[0])
   if (major < 24)
@@ -1177,11 +1232,16 @@ const main = async () => {
     await webhooksOnly(tmp)
     return
   }
+  if (onlyPostgresQueue) {
+    await postgresQueueOnly(tmp)
+    return
+  }
   const m = await machine()
   log(
     `bench: ${durationS} s per cell after ${warmupS} s warm-up, concurrency ${levels.join(", ")}; ${m.cores} × ${m.cpu}, Node ${m.node}, PostgreSQL ${m.pg.version}`
   )
   await postgresPhase(tmp)
+  const postgresQueueSection = await postgresQueuePhase(tmp, m)
   await pglitePhase(tmp)
   await accessLogPhase(tmp)
   const webhooksSection = await webhooksPhase(tmp, m)
@@ -1216,14 +1276,20 @@ const main = async () => {
   log(accessLogSection)
   log("")
   log(webhooksSection)
+  log("")
+  log(postgresQueueSection)
   if (write) {
+    writeSection(join(repoRoot, "BENCHMARKS.md"), "http-postgres-queue", postgresQueueSection)
     writeSection(join(repoRoot, "BENCHMARKS.md"), "http", section)
     writeSection(join(repoRoot, "BENCHMARKS.md"), "access-log", accessLogSection)
     writeSection(join(repoRoot, "BENCHMARKS.md"), "webhooks", webhooksSection)
     writeFileSync(join(repoRoot, "BENCHMARKS-chart.svg"), svg)
     log("\nwrote BENCHMARKS.md (bench:http and bench:access-log sections) and BENCHMARKS-chart.svg")
   } else {
-    writeFileSync(join(scratch, "bench-http.md"), section + "\n\n" + accessLogSection + "\n\n" + webhooksSection + "\n")
+    writeFileSync(
+      join(scratch, "bench-http.md"),
+      section + "\n\n" + accessLogSection + "\n\n" + webhooksSection + "\n\n" + postgresQueueSection + "\n"
+    )
     writeFileSync(join(scratch, "BENCHMARKS-chart.svg"), svg)
     log(`\nwrote .bench/bench-http.md and .bench/BENCHMARKS-chart.svg (BENCHMARKS.md untouched; --write to update it)`)
   }

@@ -104,14 +104,16 @@ export interface CpuUse {
   readonly other: number
 }
 
+/** `server` may be several processes (instances of the service): their CPU is summed. */
 export const snapshot = (pids: {
-  readonly server?: number | undefined
+  readonly server?: number | ReadonlyArray<number> | undefined
   readonly loadGenerator?: number | undefined
 }): CpuSnapshot | undefined => {
   if (!available) return undefined
+  const servers = pids.server === undefined ? [] : typeof pids.server === "number" ? [pids.server] : pids.server
   return {
     machine: machineTicks(),
-    server: pids.server === undefined ? 0 : (processTicks(pids.server) ?? 0),
+    server: servers.reduce((sum, pid) => sum + (processTicks(pid) ?? 0), 0),
     loadGenerator: pids.loadGenerator === undefined ? 0 : (processTicks(pids.loadGenerator) ?? 0),
     ...scanProcesses()
   }
@@ -149,7 +151,7 @@ export const cpuUse = (before: CpuSnapshot | undefined, after: CpuSnapshot | und
  * `closeAfterMs` later, while it still runs.
  */
 export const measureCpu = async <A>(
-  serverPid: number | undefined,
+  serverPid: number | ReadonlyArray<number> | undefined,
   closeAfterMs: number,
   run: (onSpawn: (pid: number) => void) => Promise<A>
 ): Promise<{ readonly result: A; readonly cpu: CpuUse | undefined }> => {

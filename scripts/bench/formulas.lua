@@ -13,14 +13,27 @@
 --   starting at its own offset. `replay` also counts responses carrying
 --   `Idempotent-Replayed: true`.
 --
+-- BENCH_SPREAD_PORTS=P1,P2,… (environment): thread i sends to 127.0.0.1:P_i
+--   (run wrk with -t equal to the number of ports), so one wrk spreads its
+--   connections evenly over several instances of the service.
+--
 -- done() prints one line `BENCH_JSON {...}`: completed responses, duration and
 -- latency in microseconds, socket errors, per-status counts, requests generated.
 
 local threads = {}
+local spread = nil
 
 function setup(thread)
   threads[#threads + 1] = thread
   thread:set("tid", #threads)
+  local ports = os.getenv("BENCH_SPREAD_PORTS")
+  if ports ~= nil and ports ~= "" then
+    if spread == nil then
+      spread = {}
+      for port in ports:gmatch("%d+") do spread[#spread + 1] = wrk.lookup("127.0.0.1", port)[1] end
+    end
+    thread.addr = spread[(#threads - 1) % #spread + 1]
+  end
 end
 
 local mode, tag, fixed, check_replay

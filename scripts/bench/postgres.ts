@@ -110,7 +110,8 @@ const percentile = (sorted: ReadonlyArray<number>, p: number) =>
 
 /**
  * pgbench, one thread, `clients` connections, for `durationS` seconds, logging
- * every transaction (under `logPrefix`) to get p50/p99 latency.
+ * every transaction (under `logPrefix`) to get p50/p99 latency. `script`
+ * defaults to the submission statement; `variables` are passed with `-D`.
  */
 export const runPgbench = async (options: {
   readonly url: string
@@ -118,6 +119,8 @@ export const runPgbench = async (options: {
   readonly durationS: number
   readonly logPrefix?: string | undefined
   readonly onSpawn?: (pid: number) => void
+  readonly script?: string | undefined
+  readonly variables?: Readonly<Record<string, string | number>> | undefined
 }): Promise<PgbenchResult> => {
   const args = [
     "-n",
@@ -130,8 +133,9 @@ export const runPgbench = async (options: {
     "-T",
     String(options.durationS),
     ...(options.logPrefix === undefined ? [] : ["-l", `--log-prefix=${options.logPrefix}`]),
+    ...Object.entries(options.variables ?? {}).flatMap(([name, value]) => ["-D", `${name}=${value}`]),
     "-f",
-    pgbenchScript,
+    options.script ?? pgbenchScript,
     options.url
   ]
   const stdout = await runOk("pgbench", args, options.onSpawn === undefined ? {} : { onSpawn: options.onSpawn })

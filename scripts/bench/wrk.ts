@@ -1,6 +1,9 @@
 /**
  * Drives `POST /formulas` with wrk (one thread, `connections` keep-alive
  * connections, closed loop) through `formulas.lua`, and parses its summary.
+ * With `spreadPorts` (several instances of the service), wrk runs one thread
+ * per port, each thread's connections to its own instance (`formulas.lua`
+ * reads the ports from BENCH_SPREAD_PORTS); latency percentiles cover all.
  */
 import { writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
@@ -55,8 +58,9 @@ export const wrkArgs = (options: {
   readonly connections: number
   readonly durationS: number
   readonly load: WrkLoad
+  readonly spreadPorts?: ReadonlyArray<number> | undefined
 }): Array<string> => [
-  "-t1",
+  `-t${options.spreadPorts?.length ?? 1}`,
   `-c${options.connections}`,
   `-d${options.durationS}s`,
   "--timeout",
@@ -76,9 +80,14 @@ export const runWrk = async (options: {
   readonly durationS: number
   readonly load: WrkLoad
   readonly onSpawn?: (pid: number) => void
+  readonly spreadPorts?: ReadonlyArray<number> | undefined
 }): Promise<WrkResult> => {
   const args = wrkArgs(options)
-  const stdout = await runOk("wrk", args, options.onSpawn === undefined ? {} : { onSpawn: options.onSpawn })
+  const spread = options.spreadPorts === undefined ? "" : options.spreadPorts.join(",")
+  const stdout = await runOk("wrk", args, {
+    ...(options.onSpawn === undefined ? {} : { onSpawn: options.onSpawn }),
+    ...(spread === "" ? {} : { env: { ...process.env, BENCH_SPREAD_PORTS: spread } })
+  })
   const line = stdout.split("\n").find((l) => l.startsWith("BENCH_JSON "))
   if (line === undefined) throw new Error(`wrk printed no BENCH_JSON line:\n${stdout}`)
   const json = JSON.parse(line.slice("BENCH_JSON ".length)) as WrkJson
@@ -98,6 +107,6 @@ export const runWrk = async (options: {
       p99: ms(json.latencyUs.p99),
       max: ms(json.latencyUs.max)
     },
-    command: `wrk ${args.join(" ")}`
+    command: `${spread === "" ? "" : `BENCH_SPREAD_PORTS=${spread} `}wrk ${args.join(" ")}`
   }
 }
