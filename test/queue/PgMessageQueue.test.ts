@@ -264,6 +264,31 @@ for (const database of testDatabases) {
         )
       )
 
+      it.effect("without any claim, stats and dead letters see expired deliveries as the in-memory queue would", () =>
+        withQueues(
+          Effect.gen(function* () {
+            const queue = yield* makeQueue({ maxDeliveries: 2 })
+            const { messageId } = yield* formulaWithEndpoint
+            const [first] = yield* queue.receive({ visibilityTimeout: "1 second" })
+            yield* TestClock.adjust("1 second")
+            const expired = yield* queue.stats
+            assert.deepStrictEqual([expired.ready, expired.inFlight, expired.totals.expired], [1, 0, 1])
+            assert.isTrue(yield* receiptInvalid(queue.ack(first!.receipt)))
+            yield* queue.receive({ visibilityTimeout: "1 second" })
+            yield* TestClock.adjust("1 second")
+            const [letter] = yield* queue.deadLetters
+            assert.deepStrictEqual([letter!.messageId, letter!.attempts, letter!.lastError], [
+              messageId,
+              2,
+              "visibility timeout expired"
+            ])
+            assert.strictEqual((yield* events).length, 1)
+            const stats = yield* queue.stats
+            assert.deepStrictEqual([stats.deadLettered, stats.ready, stats.size], [1, 0, 0])
+          })
+        )
+      )
+
       it.effect("ack settles with its result and one formula.processed event; an ack of a row already settled only clears the receipt", () =>
         withQueues(
           Effect.gen(function* () {
