@@ -9,7 +9,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Exit, Fiber, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric } from "effect"
 import { TestClock } from "effect/testing"
 import { randomUUID } from "node:crypto"
 import type { MessageQueueService } from "../../src/queue/MessageQueue.ts"
@@ -329,6 +329,29 @@ for (const database of testDatabases) {
             const [again] = yield* queue.receive()
             assert.strictEqual(again!.attempt, 1)
           })
+        )
+      )
+
+      it.effect("exposes the in-memory queue's metrics: gauges from the latest count, totals of this instance", () =>
+        withQueues(
+          Effect.gen(function* () {
+            const queue = yield* makeQueue({ name: "pg-metrics-test" })
+            yield* queue.publish(message())
+            yield* queue.publish(message())
+            const [delivery] = yield* queue.receive()
+            yield* queue.ack(delivery!.receipt)
+            yield* queue.stats // a count, as every pollInterval
+            const snapshots = (yield* Metric.snapshot).filter((s) => s.attributes?.["queue"] === "pg-metrics-test")
+            const value = (id: string) => {
+              const state = snapshots.find((s) => s.id === id)?.state as { value?: number; count?: number } | undefined
+              return state?.value ?? state?.count
+            }
+            assert.strictEqual(value("queue_messages_ready"), 1)
+            assert.strictEqual(value("queue_messages_in_flight"), 0)
+            assert.strictEqual(value("queue_published_total"), 2)
+            assert.strictEqual(value("queue_delivered_total"), 1)
+            assert.strictEqual(value("queue_acked_total"), 1)
+          }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
         )
       )
 
