@@ -456,6 +456,37 @@ for (const database of testDatabases) {
           )
         )
 
+        it.effect("after its LISTEN connection is killed, an instance listens again and is woken as before", () =>
+          withQueues(
+            Effect.gen(function* () {
+              const sql = yield* PgClient.PgClient
+              const a = yield* makeQueue()
+              const b = yield* makeQueue()
+              const [{ channel }] = yield* sql<{ readonly channel: string }>`
+                SELECT 'formula_queue_' || md5(current_schema()) AS channel`
+              const listeners = sql<{ readonly pid: number }>`
+                SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${channel}"`}`
+              const killed = (yield* listeners).map((row) => row.pid)
+              assert.strictEqual(killed.length, 2, "one LISTEN connection per instance")
+              yield* sql`SELECT pg_terminate_backend(pid) FROM unnest(${killed}::int[]) AS pid`
+              // They retry after a pollInterval (the TestClock's), then listen on new connections.
+              yield* Effect.sleep("200 millis").pipe(TestClock.withLive)
+              yield* TestClock.adjust("1 hour")
+              for (let tries = 0; tries < 100; tries++) {
+                const pids = (yield* listeners).map((row) => row.pid)
+                if (pids.length === 2 && pids.every((pid) => !killed.includes(pid))) break
+                yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              }
+              const waiting = yield* Effect.forkChild(b.receive({ wait: "2 hours" }))
+              yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              const published = message()
+              yield* a.publish(published)
+              const [delivery] = yield* answer(waiting)
+              assert.strictEqual(delivery!.messageId, published.messageId)
+            })
+          )
+        )
+
         it.effect("a submission's own transaction announces its message: another instance's long poll wakes", () =>
           withQueues(
             Effect.gen(function* () {
