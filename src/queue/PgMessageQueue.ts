@@ -74,7 +74,8 @@ import { PgClient } from "@effect/sql-pg"
 import { Cause, Clock, Deferred, Duration, Effect, Latch, Layer, Queue } from "effect"
 import { encodeResult } from "../domain/MessageResult.ts"
 import { isEmbedded } from "../store/Database.ts"
-import { FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
+import { type DatabaseUnavailable, FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
+import type { SqlError } from "effect/sql/SqlError"
 import { DeliverySignal } from "../webhooks/DeliverySignal.ts"
 import {
   type AckOptions,
@@ -334,7 +335,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   // The gauges' readings, refreshed with the count every pollInterval (and by `stats`).
   let gauges = { ready: 0, delayed: 0, inFlight: 0, deadLettered: 0 }
 
-  const readCounts = Effect.suspend(() => {
+  const countNow = Effect.suspend(() => {
     const record = beginCount()
     return Effect.map(q.counts(new Date(now())), (row) => {
       gauges = { ready: row.ready, delayed: row.delayed, inFlight: row.in_flight, deadLettered: row.dead_lettered }
@@ -342,16 +343,6 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       return gauges
     })
   })
-
-  yield* Effect.orDie(readCounts)
-  yield* readCounts.pipe(
-    Effect.catch((error) => Effect.logWarning("PgMessageQueue: counting the queue failed", error)),
-    Effect.andThen(clock.sleep(Duration.millis(pollMs))),
-    Effect.forever,
-    Effect.annotateLogs({ module: "PgMessageQueue", fiber: "counts" }),
-    Effect.interruptible,
-    Effect.forkScoped
-  )
 
   yield* registerQueueMetrics(name, {
     ready: () => gauges.ready,
@@ -464,7 +455,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
           .pipe(
             Effect.map((outcome) => {
               if (outcome.changed) {
-                totals.expired++
+                totals.expired++ // almost always: else its last nack's delay ended (maxDeliveries lowered since)
                 totals.deadLettered++
               }
               wakeDispatcher(outcome)
@@ -472,6 +463,35 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
           ),
       { discard: true }
     )
+
+  /**
+   * Ends every delivery whose deadline passed, before anything that lists or counts (and every
+   * pollInterval): one with deliveries left becomes ready (its receipt cleared), a last one a dead
+   * letter. The in-memory queue does this at the deadline; seen from outside, so does this one. A claim
+   * does it too, for the rows it meets.
+   */
+  const sweepExhausted: Effect.Effect<void, SqlError | DatabaseUnavailable> = Effect.gen(function* () {
+    totals.expired += yield* q.expireDue({ now: new Date(now()), maxDeliveries: settings.maxDeliveries })
+    while (true) {
+      const at = now()
+      const due = yield* q.exhaustedDue({ now: new Date(at), maxDeliveries: settings.maxDeliveries, limit: 100 })
+      yield* deadLetterExhausted(due, at)
+      if (due.length < 100) return
+    }
+  })
+
+  // Swept first, so that a last delivery that expired counts as the dead letter it is.
+  const readCounts = Effect.andThen(sweepExhausted, countNow)
+
+  yield* Effect.orDie(readCounts)
+  yield* readCounts.pipe(
+    Effect.catch((error) => Effect.logWarning("PgMessageQueue: counting the queue failed", error)),
+    Effect.andThen(clock.sleep(Duration.millis(pollMs))),
+    Effect.forever,
+    Effect.annotateLogs({ module: "PgMessageQueue", fiber: "counts" }),
+    Effect.interruptible,
+    Effect.forkScoped
+  )
 
   /** One claim (repeated while it met only rows to dead-letter); a database failure is logged: nothing. */
   const claim = (max: number, visibilityMs: number): Effect.Effect<ReadonlyArray<Delivery>> =>
@@ -492,6 +512,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
             continue
           }
           const attempt = row.attempts!
+          if (row.expired) totals.expired++
           totals.delivered++
           if (attempt > 1) totals.redelivered++
           deliveries.push({ messageId: row.message_id, receipt: row.receipt, attempt, body: jsonValue(row.body) })
@@ -639,7 +660,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
 
   // --- dead letters and the rest ----------------------------------------------------------
 
-  const deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>> = Effect.map(Effect.orDie(q.deadLetters), (rows) =>
+  const deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>> = Effect.map(
+    Effect.orDie(Effect.andThen(sweepExhausted, q.deadLetters)),
+    (rows) =>
     rows.map(
       (row): DeadLetter => ({
         messageId: row.message_id,
@@ -659,6 +682,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     readonly messageIds?: ReadonlyArray<string> | undefined
   }) {
     // As many as fit, by a fresh count.
+    yield* Effect.orDie(sweepExhausted)
     const room = settings.capacity - (yield* Effect.orDie(q.capacityCount)) - open
     if (room <= 0) return 0
     const redriven = yield* Effect.orDie(
@@ -673,6 +697,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   const purge = Effect.fn("PgMessageQueue.purge")(function* (purgeOptions?: {
     readonly messageIds?: ReadonlyArray<string> | undefined
   }) {
+    yield* Effect.orDie(sweepExhausted)
     const purged = yield* Effect.orDie(q.purge({ messageIds: rowIds(purgeOptions?.messageIds), now: new Date(now()) }))
     totals.purged += purged
     return purged

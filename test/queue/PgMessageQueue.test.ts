@@ -9,7 +9,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Exit, Fiber, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric } from "effect"
 import { TestClock } from "effect/testing"
 import { randomUUID } from "node:crypto"
 import type { MessageQueueService } from "../../src/queue/MessageQueue.ts"
@@ -264,6 +264,31 @@ for (const database of testDatabases) {
         )
       )
 
+      it.effect("without any claim, stats and dead letters see expired deliveries as the in-memory queue would", () =>
+        withQueues(
+          Effect.gen(function* () {
+            const queue = yield* makeQueue({ maxDeliveries: 2 })
+            const { messageId } = yield* formulaWithEndpoint
+            const [first] = yield* queue.receive({ visibilityTimeout: "1 second" })
+            yield* TestClock.adjust("1 second")
+            const expired = yield* queue.stats
+            assert.deepStrictEqual([expired.ready, expired.inFlight, expired.totals.expired], [1, 0, 1])
+            assert.isTrue(yield* receiptInvalid(queue.ack(first!.receipt)))
+            yield* queue.receive({ visibilityTimeout: "1 second" })
+            yield* TestClock.adjust("1 second")
+            const [letter] = yield* queue.deadLetters
+            assert.deepStrictEqual([letter!.messageId, letter!.attempts, letter!.lastError], [
+              messageId,
+              2,
+              "visibility timeout expired"
+            ])
+            assert.strictEqual((yield* events).length, 1)
+            const stats = yield* queue.stats
+            assert.deepStrictEqual([stats.deadLettered, stats.ready, stats.size], [1, 0, 0])
+          })
+        )
+      )
+
       it.effect("ack settles with its result and one formula.processed event; an ack of a row already settled only clears the receipt", () =>
         withQueues(
           Effect.gen(function* () {
@@ -304,6 +329,29 @@ for (const database of testDatabases) {
             const [again] = yield* queue.receive()
             assert.strictEqual(again!.attempt, 1)
           })
+        )
+      )
+
+      it.effect("exposes the in-memory queue's metrics: gauges from the latest count, totals of this instance", () =>
+        withQueues(
+          Effect.gen(function* () {
+            const queue = yield* makeQueue({ name: "pg-metrics-test" })
+            yield* queue.publish(message())
+            yield* queue.publish(message())
+            const [delivery] = yield* queue.receive()
+            yield* queue.ack(delivery!.receipt)
+            yield* queue.stats // a count, as every pollInterval
+            const snapshots = (yield* Metric.snapshot).filter((s) => s.attributes?.["queue"] === "pg-metrics-test")
+            const value = (id: string) => {
+              const state = snapshots.find((s) => s.id === id)?.state as { value?: number; count?: number } | undefined
+              return state?.value ?? state?.count
+            }
+            assert.strictEqual(value("queue_messages_ready"), 1)
+            assert.strictEqual(value("queue_messages_in_flight"), 0)
+            assert.strictEqual(value("queue_published_total"), 2)
+            assert.strictEqual(value("queue_delivered_total"), 1)
+            assert.strictEqual(value("queue_acked_total"), 1)
+          }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
         )
       )
 
@@ -402,6 +450,37 @@ for (const database of testDatabases) {
               const published = message()
               yield* a.publish(published)
               // The TestClock never moves: only the notification can end this wait.
+              const [delivery] = yield* answer(waiting)
+              assert.strictEqual(delivery!.messageId, published.messageId)
+            })
+          )
+        )
+
+        it.effect("after its LISTEN connection is killed, an instance listens again and is woken as before", () =>
+          withQueues(
+            Effect.gen(function* () {
+              const sql = yield* PgClient.PgClient
+              const a = yield* makeQueue()
+              const b = yield* makeQueue()
+              const [{ channel }] = yield* sql<{ readonly channel: string }>`
+                SELECT 'formula_queue_' || md5(current_schema()) AS channel`
+              const listeners = sql<{ readonly pid: number }>`
+                SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${channel}"`}`
+              const killed = (yield* listeners).map((row) => row.pid)
+              assert.strictEqual(killed.length, 2, "one LISTEN connection per instance")
+              yield* sql`SELECT pg_terminate_backend(pid) FROM unnest(${killed}::int[]) AS pid`
+              // They retry after a pollInterval (the TestClock's), then listen on new connections.
+              yield* Effect.sleep("200 millis").pipe(TestClock.withLive)
+              yield* TestClock.adjust("1 hour")
+              for (let tries = 0; tries < 100; tries++) {
+                const pids = (yield* listeners).map((row) => row.pid)
+                if (pids.length === 2 && pids.every((pid) => !killed.includes(pid))) break
+                yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              }
+              const waiting = yield* Effect.forkChild(b.receive({ wait: "2 hours" }))
+              yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              const published = message()
+              yield* a.publish(published)
               const [delivery] = yield* answer(waiting)
               assert.strictEqual(delivery!.messageId, published.messageId)
             })
