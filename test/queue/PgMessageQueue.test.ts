@@ -185,6 +185,28 @@ for (const database of testDatabases) {
         )
       )
 
+      it.effect("a long poll asleep until a later deadline wakes when this instance's nack makes a row due sooner", () =>
+        withQueues(
+          Effect.gen(function* () {
+            const queue = yield* makeQueue()
+            yield* queue.publish(message())
+            yield* queue.publish(message())
+            const [first] = yield* queue.receive({ visibilityTimeout: "1 hour" })
+            yield* queue.receive({ visibilityTimeout: "1 hour" })
+            const waiting = yield* Effect.forkChild(queue.receive({ wait: "2 hours" }))
+            yield* Effect.yieldNow
+            assert.strictEqual((yield* queue.stats).waiting, 1) // counted from its start, not once asleep
+            yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+            yield* queue.nack(first!.receipt, { delay: "5 seconds" })
+            yield* TestClock.adjust("5 seconds")
+            const [again] = yield* answer(waiting)
+            assert.strictEqual(again!.messageId, first!.messageId)
+            assert.strictEqual(again!.attempt, 2)
+            assert.strictEqual((yield* queue.stats).waiting, 0)
+          })
+        )
+      )
+
       it.effect("nack of the last delivery dead-letters at once, with its error and a formula.dead_lettered event", () =>
         withQueues(
           Effect.gen(function* () {
