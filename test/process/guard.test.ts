@@ -101,7 +101,10 @@ describe.skipIf(postgresUrl === undefined)("the in-memory queue's guard on one P
         const began = Date.now()
         const second = yield* start({ DATABASE_URL: databaseUrl, INSTANCE_LOCK_WAIT_MS: "1500" })
         const waiting = yield* awaitLine(second.running, "waiting up to")
-        assert.include(waiting, "another instance with the in-memory queue is running on database")
+        assert.include(
+          waiting,
+          "another instance with the in-memory queue (QUEUE_BACKEND=memory) is running on database"
+        )
         const exit = yield* awaitExit(second.running, Duration.seconds(60))
         assert.isAtLeast(Date.now() - began, 1_500, "it waited INSTANCE_LOCK_WAIT_MS first")
         assertRefused(second.running, exit, [
