@@ -25,23 +25,26 @@
  *   it, and one reserved from the pool for good would shrink it (tried: the
  *   connection-fault tests, whose pool has 4, then handed out a dead
  *   connection more often). Unlocked explicitly on release, then closed. If
- *   that connection dies, the server drops the lock with it: the instance runs
- *   on unguarded (it is not stopped for a network blip).
+ *   that connection dies, the server drops the lock with it: the instance
+ *   notices within `keepEvery` and takes it again on a new one (see `keep`).
  * - Embedded PGlite: one session for the whole process, and advisory locks are
  *   re-entrant within a session, so the lock would always be granted. Another
  *   process cannot open the same DATA_DIR anyway (DataDirLock.ts); within the
  *   process, runtimes on one PGlite client are told apart here.
  */
 import { PgClient, PgConnection } from "@effect/sql-pg"
-import { Clock, type Config, Duration, Effect, Layer, type Scope } from "effect"
+import { Clock, type Config, Duration, Effect, Exit, Layer, Scope } from "effect"
 import type { SqlError } from "effect/sql"
 import { InstanceLockWaitMs, type QueueBackend, QueueBackendSetting, StartupFailed } from "../Settings.ts"
 
 /** The first half of the advisory-lock key: this service's guard ("form"); the second is the schema's hash. */
-const lockClass = 0x666f726d
+export const lockClass = 0x666f726d
 
 /** How often a waiting instance asks again. */
 const retryEvery = Duration.millis(200)
+
+/** How often a running instance checks that its lock's connection is alive (PostgreSQL). */
+export const keepEvery = Duration.seconds(5)
 
 /** Who holds the lock, as far as the waiting instance can tell. */
 type Holders = "memory" | "postgres" | "unknown"
@@ -89,33 +92,111 @@ const embeddedLock = (sql: object, backend: QueueBackend): Lock => {
   }
 }
 
-const postgresLock = (connection: PgConnection.PgConnection, backend: QueueBackend): Lock => {
+/** A connection of its own, in a scope of its own so that a dead one can be closed and replaced. */
+const openConnection = (config: PgConnection.Config, parent: Scope.Scope) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.fork(parent)
+    const connection = yield* Scope.provide(PgConnection.make(config), scope).pipe(
+      Effect.onError(() => Scope.close(scope, Exit.void))
+    )
+    return { connection, close: Scope.close(scope, Exit.void) }
+  })
+
+const postgresLock = (
+  first: { readonly connection: PgConnection.PgConnection; readonly close: Effect.Effect<void> },
+  backend: QueueBackend
+) => {
   const suffix = backend === "memory" ? "" : "_shared"
-  return {
-    take: Effect.map(
-      connection.query(`SELECT pg_try_advisory_lock${suffix}($1, hashtext(current_schema())) AS locked`, [lockClass]),
-      (result) => result.rows[0]?.["locked"] === true
+  let current = first
+  const lock = {
+    get opened() {
+      return current
+    },
+    replace: (next: typeof first) => (current = next),
+    take: Effect.suspend(() =>
+      Effect.map(
+        current.connection.query(`SELECT pg_try_advisory_lock${suffix}($1, hashtext(current_schema())) AS locked`, [
+          lockClass
+        ]),
+        (result) => result.rows[0]?.["locked"] === true
+      )
     ),
     // An exclusive holder is an in-memory queue; shared ones are queues in the database.
-    holders: Effect.map(
-      connection.query(
-        `SELECT bool_or(mode = 'ExclusiveLock') AS memory, bool_or(mode = 'ShareLock') AS postgres
-           FROM pg_locks
-          WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
-            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND classid = $1 AND objsubid = 2
-            AND objid::bigint = hashtext(current_schema())::bigint & 4294967295`,
-        [lockClass]
-      ),
-      (result): Holders =>
-        result.rows[0]?.["memory"] === true ? "memory" : result.rows[0]?.["postgres"] === true ? "postgres" : "unknown"
+    holders: Effect.suspend(() =>
+      Effect.map(
+        current.connection.query(
+          `SELECT bool_or(mode = 'ExclusiveLock') AS memory, bool_or(mode = 'ShareLock') AS postgres
+             FROM pg_locks
+            WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND classid = $1 AND objsubid = 2
+              AND objid::bigint = hashtext(current_schema())::bigint & 4294967295`,
+          [lockClass]
+        ),
+        (result): Holders =>
+          result.rows[0]?.["memory"] === true
+            ? "memory"
+            : result.rows[0]?.["postgres"] === true
+              ? "postgres"
+              : "unknown"
+      )
     ),
+    alive: Effect.suspend(() => Effect.isSuccess(current.connection.query("SELECT 1"))),
     // The connection may have died with the lock (the server then released it): nothing left to undo.
-    release: connection
-      .query(`SELECT pg_advisory_unlock${suffix}($1, hashtext(current_schema()))`, [lockClass])
-      .pipe(Effect.ignore)
+    release: Effect.suspend(() =>
+      current.connection
+        .query(`SELECT pg_advisory_unlock${suffix}($1, hashtext(current_schema()))`, [lockClass])
+        .pipe(Effect.ignore, Effect.andThen(current.close))
+    )
   }
+  return lock
 }
+
+/**
+ * While the runtime runs: the lock's connection is checked every `keepEvery`;
+ * when it died (a network cut, a database restart: the server dropped the
+ * lock with it), a new one takes the lock again. If another instance took it
+ * meanwhile, every check says so at error level until one of them stops: the
+ * instance is not stopped for it (it would fail its in-flight work), but two
+ * in-memory queues now deliver every message twice.
+ */
+const keep = (
+  lock: ReturnType<typeof postgresLock>,
+  config: PgConnection.Config,
+  backend: QueueBackend,
+  where: Where
+) =>
+  Effect.gen(function* () {
+    const scope = yield* Effect.scope
+    let held = true
+    for (;;) {
+      yield* Effect.sleep(keepEvery)
+      if (held && (yield* lock.alive)) continue
+      if (held) {
+        held = false
+        yield* lock.opened.close
+        yield* Effect.logWarning(`instance lock: its connection to ${describe(where)} was lost; taking it again`)
+      }
+      if (!(yield* lock.alive)) {
+        const reopened = yield* Effect.result(openConnection(config, scope))
+        if (reopened._tag === "Failure") continue // the database is away: the next check tries again
+        lock.replace(reopened.success)
+      }
+      const taken = yield* Effect.result(lock.take)
+      if (taken._tag === "Failure") continue
+      if (taken.success) {
+        held = true
+        yield* Effect.logInfo(`instance lock: taken again on ${describe(where)}`)
+      } else {
+        const { who, why } = conflict(
+          backend,
+          yield* Effect.orElseSucceed(lock.holders, () => "unknown" as const),
+          where
+        )
+        yield* Effect.logError(`instance lock: lost with its connection, and meanwhile ${who}: ${why}`)
+      }
+    }
+  })
 
 /** Why this runtime may not start beside `holders`: the refusal and the waiting line say it. */
 const conflict = (backend: QueueBackend, holders: Holders, where: Where) => {
@@ -157,9 +238,11 @@ export const acquire = (options: {
     const sql = yield* PgClient.PgClient
     const [where] = yield* sql<Where>`
       SELECT current_database() AS database, current_schema() AS schema, version() LIKE '%PGlite%' AS embedded`
-    const lock = where!.embedded
-      ? embeddedLock(sql, options.queueBackend)
-      : postgresLock(yield* PgConnection.make(sql.config), options.queueBackend)
+    const scope = yield* Effect.scope
+    const connected = where!.embedded
+      ? undefined
+      : postgresLock(yield* openConnection(sql.config, scope), options.queueBackend)
+    const lock: Lock = connected ?? embeddedLock(sql, options.queueBackend)
     const waitMs = Duration.toMillis(Duration.fromInputUnsafe(options.wait))
     const deadline = (yield* Clock.currentTimeMillis) + waitMs
     for (let attempt = 1; ; attempt++) {
@@ -179,6 +262,8 @@ export const acquire = (options: {
       yield* Effect.sleep(Duration.min(retryEvery, Duration.millis(left)))
     }
     yield* Effect.addFinalizer(() => lock.release)
+    // Interrupted before the release above runs (finalizers run in reverse).
+    if (connected !== undefined) yield* Effect.forkScoped(keep(connected, sql.config, options.queueBackend, where!))
   })
 
 /** The lock a runtime needs for its queue backend. Unset options come from QUEUE_BACKEND and INSTANCE_LOCK_WAIT_MS. */

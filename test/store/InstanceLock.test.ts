@@ -11,6 +11,7 @@
  * exclude an in-memory one (and it them). The waiting instance's log line is the hand-off.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { PgClient } from "@effect/sql-pg"
 import { Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { randomBytes } from "node:crypto"
@@ -18,6 +19,7 @@ import { FormulaIntake } from "../../src/intake/FormulaIntake.ts"
 import { MessageQueue } from "../../src/queue/MessageQueue.ts"
 import * as Runtime from "../../src/Runtime.ts"
 import { type QueueBackend, StartupFailed } from "../../src/Settings.ts"
+import * as InstanceLock from "../../src/store/InstanceLock.ts"
 import { testDatabases } from "../support/Databases.ts"
 
 const options = (instanceLockWait: Duration.Input, queueBackend: QueueBackend): Runtime.RuntimeOptions => ({
@@ -73,7 +75,7 @@ for (const database of testDatabases) {
           )
           return { services, stop: Scope.close(scope, Exit.void) }
         })
-      return { start }
+      return { context, start }
     })
 
     it.effect(
@@ -149,6 +151,51 @@ for (const database of testDatabases) {
         }).pipe(Effect.scoped),
       60_000
     )
+
+    if (database.name === "postgres") {
+      it.effect(
+        "the lock's connection killed: the running instance takes the lock again on a new connection within keepEvery, and a second in-memory runtime is still refused — protects keeping the lock",
+        () =>
+          Effect.gen(function* () {
+            const { context, start } = yield* shared
+            const retaken = yield* Deferred.make<void>()
+            const first = yield* start(0).pipe(
+              Effect.provide(
+                Logger.layer([
+                  Logger.make(({ message }) => {
+                    if (String(message).includes("instance lock: taken again")) Deferred.doneUnsafe(retaken, Exit.void)
+                  })
+                ])
+              )
+            )
+            const killed = yield* PgClient.PgClient.use(
+              (sql) => sql<{ readonly killed: boolean }>`
+                SELECT pg_terminate_backend(pid) AS killed FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted AND classid = ${InstanceLock.lockClass} AND objsubid = 2
+                   AND objid::bigint = hashtext(current_schema())::bigint & 4294967295`
+            ).pipe(Effect.provide(context))
+            assert.deepStrictEqual(
+              killed.map((row) => row.killed),
+              [true],
+              "the lock's one connection was terminated"
+            )
+
+            yield* TestClock.adjust(InstanceLock.keepEvery)
+            yield* TestClock.withLive(
+              Deferred.await(retaken).pipe(
+                Effect.timeoutOrElse({
+                  duration: "20 seconds",
+                  orElse: () => Effect.sync(() => assert.fail("the lock was not taken again"))
+                })
+              )
+            )
+            const refused = yield* Effect.flip(start(0))
+            assert.instanceOf(refused, StartupFailed, "the lock is held again")
+            yield* first.stop
+          }).pipe(Effect.scoped),
+        60_000
+      )
+    }
 
     it.effect(
       "runtimes with the queue in the database start side by side; an in-memory one beside them is refused naming them, and one of them is refused beside an in-memory one — protects the shared lock",
