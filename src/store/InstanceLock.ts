@@ -99,6 +99,14 @@ const openConnection = (config: PgConnection.Config, parent: Scope.Scope) =>
     const connection = yield* Scope.provide(PgConnection.make(config), scope).pipe(
       Effect.onError(() => Scope.close(scope, Exit.void))
     )
+    // The server keeps a session (and its lock) until it notices the client is gone: at once when the process
+    // dies, but after the system's TCP keepalive (hours) when its host or the network does. Ask it to probe an
+    // idle session after 10 s, so a successor waits ~25 s, not hours. Best effort (Unix sockets ignore it).
+    yield* connection
+      .query(
+        "SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false)"
+      )
+      .pipe(Effect.ignore)
     return { connection, close: Scope.close(scope, Exit.void) }
   })
 
