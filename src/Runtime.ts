@@ -20,7 +20,7 @@
  *
  *   WebhookEndpoints (the endpoint API) and FormulaIntake wake DeliverySignal after writing deliveries.
  *   database ─► DeliverySignal ─► WebhookDispatcher (claims due webhook deliveries; its own fibers)
- *   InstanceLock (QUEUE_BACKEND=memory: one such runtime per database schema) is taken before the relay starts.
+ *   InstanceLock (an in-memory queue is alone on its database schema) is taken before the relay starts.
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
@@ -197,7 +197,7 @@ const layerOn = <E, R>(
     options.statsFlushInterval === false
       ? SubmissionCounters.layerOff
       : SubmissionCounters.layerWith({ interval: options.statsFlushInterval })
-  // The in-memory queue's guard (one instance per database schema), held before the relay's start-up recovery.
+  // The guard: the in-memory queue alone on its database schema, taken before the relay's start-up recovery.
   const guard = InstanceLock.layerFor(options)
   return Layer.mergeAll(FormulaIntake.layerNoDeps, SubmissionStats.layer, dispatcher).pipe(
     Layer.provideMerge(counters),

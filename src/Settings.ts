@@ -223,8 +223,9 @@ export const QueueBackendSetting: Setting<QueueBackend> = setting(
 /** `postgres` backend: how often an idle long poll looks for due messages anyway (delays ending, expiries, a missed NOTIFY). */
 export const QueuePollIntervalMs = intSetting("QUEUE_POLL_INTERVAL_MS", { min: 10, max: 60_000 }, 1_000, " of milliseconds")
 /**
- * `memory` backend: how long a starting instance waits for another in-memory instance on the same
- * database to stop (a rolling restart) before it refuses to start.
+ * How long a starting instance waits (a rolling restart) before it refuses to start for another instance that
+ * excludes it: an in-memory queue on the same database schema (store/InstanceLock.ts; for either backend), or any
+ * process on the same DATA_DIR (store/DataDirLock.ts).
  */
 export const InstanceLockWaitMs = intSetting(
   "INSTANCE_LOCK_WAIT_MS",

@@ -7,7 +7,8 @@
  * after both stopped). An advisory lock cannot help — each process has its own
  * server — so the directory holds a lock file, `formula-intake.lock`, naming
  * its holder (pid, host), created atomically (written aside, then hard-linked
- * into place: the link fails if the file exists, and it is never half written).
+ * into place: the link fails if the file exists, and it is never half written;
+ * where hard links are not supported, created with O_EXCL instead).
  *
  * A second process waits for the holder to stop (a rolling restart) up to
  * INSTANCE_LOCK_WAIT_MS, asking every 200 ms, then refuses to start. A lock
@@ -64,6 +65,19 @@ const readHolder = async (path: string): Promise<Holder | undefined> => {
   }
 }
 
+/** Filesystems without hard links (some network and FUSE ones) answer these to `link`. */
+const noHardLinks = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EXDEV"])
+
+/** The lock file with `holder` in it, or EEXIST: linked from `aside` (never half written), else created exclusively. */
+const createExclusive = async (aside: string, path: string, holder: Holder) => {
+  try {
+    await link(aside, path)
+  } catch (error) {
+    if (!noHardLinks.has((error as NodeJS.ErrnoException).code ?? "")) throw error
+    await writeFile(path, `${JSON.stringify(holder)}\n`, { flag: "wx" })
+  }
+}
+
 const tryTake = async (path: string): Promise<Attempt> => {
   const aside = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`
   const me: Holder = { pid: process.pid, host: hostname(), since: new Date().toISOString() }
@@ -71,7 +85,7 @@ const tryTake = async (path: string): Promise<Attempt> => {
   try {
     for (let tries = 0; tries < 3; tries++) {
       try {
-        await link(aside, path)
+        await createExclusive(aside, path, me)
         heldHere.add(path)
         return { _tag: "Taken" }
       } catch (error) {

@@ -7,6 +7,8 @@
  *   read the outbox (no "recovered" line) nor listened; a rolling restart (the
  *   second waiting, the first sent SIGTERM) lets the second start and serve
  *   what the first stored.
+ * - Instances with QUEUE_BACKEND=postgres on one database start side by side;
+ *   an in-memory one beside them is refused.
  * - The embedded database: a second process on the same DATA_DIR is refused the
  *   same way; after the holder is SIGKILLed, its lock file (left behind) is
  *   taken over at once and the data is there.
@@ -101,7 +103,10 @@ describe.skipIf(postgresUrl === undefined)("the in-memory queue's guard on one P
         const began = Date.now()
         const second = yield* start({ DATABASE_URL: databaseUrl, INSTANCE_LOCK_WAIT_MS: "1500" })
         const waiting = yield* awaitLine(second.running, "waiting up to")
-        assert.include(waiting, "another instance with the in-memory queue is running on database")
+        assert.include(
+          waiting,
+          "another instance with the in-memory queue (QUEUE_BACKEND=memory) is running on database"
+        )
         const exit = yield* awaitExit(second.running, Duration.seconds(60))
         assert.isAtLeast(Date.now() - began, 1_500, "it waited INSTANCE_LOCK_WAIT_MS first")
         assertRefused(second.running, exit, [
@@ -138,6 +143,39 @@ describe.skipIf(postgresUrl === undefined)("the in-memory queue's guard on one P
         assert.strictEqual((yield* post(second.port, jsonText(summerBreeze(uniqueTag())))).status, 201)
         second.running.child.kill("SIGTERM")
         assert.strictEqual((yield* awaitExit(second.running, Duration.seconds(15))).code, 0)
+      }),
+    120_000
+  )
+})
+
+describe.skipIf(postgresUrl === undefined)("the queue in the database on one PostgreSQL database", () => {
+  it.live(
+    "two instances with QUEUE_BACKEND=postgres start side by side and both serve; an in-memory one beside them is refused, naming them",
+    () =>
+      Effect.gen(function* () {
+        const databaseUrl = yield* ownDatabase(postgresUrl!, "guard_shared")
+        const env = { DATABASE_URL: databaseUrl, QUEUE_BACKEND: "postgres", INSTANCE_LOCK_WAIT_MS: "0" }
+        const a = yield* start(env)
+        yield* awaitLine(a.running, "listening on")
+        const b = yield* start(env)
+        yield* awaitLine(b.running, "listening on")
+        const created = yield* post(a.port, jsonText(summerBreeze(uniqueTag())))
+        assert.strictEqual(created.status, 201)
+        assert.strictEqual(yield* getFormula(b.port, created.json.id), 200, "one database behind both")
+        assert.strictEqual((yield* post(b.port, jsonText(summerBreeze(uniqueTag())))).status, 201)
+
+        const memory = yield* start({ DATABASE_URL: databaseUrl, INSTANCE_LOCK_WAIT_MS: "1000" })
+        const exit = yield* awaitExit(memory.running, Duration.seconds(60))
+        assertRefused(memory.running, exit, [
+          "instances with the queue in the database (QUEUE_BACKEND=postgres) are running on database",
+          "INSTANCE_LOCK_WAIT_MS=1000",
+          "set QUEUE_BACKEND=postgres on this one too"
+        ])
+
+        for (const { running } of [a, b]) {
+          running.child.kill("SIGTERM")
+          assert.strictEqual((yield* awaitExit(running, Duration.seconds(15))).code, 0, outputOf(running))
+        }
       }),
     120_000
   )

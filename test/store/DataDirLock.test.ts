@@ -53,7 +53,7 @@ const awaitWaiting = (waiting: Deferred.Deferred<string>) =>
 const acquireForked = (dir: string, wait: Duration.Input) =>
   Effect.gen(function* () {
     const waiting = yield* Deferred.make<string>()
-    const scope = yield* Scope.make()
+    const scope = yield* Scope.fork(yield* Effect.scope) // closed by the test at the latest
     const fiber = yield* Effect.forkChild(
       Scope.provide(DataDirLock.acquire(dir, { wait }), scope).pipe(Effect.provide(waitingLogger(waiting))),
       { startImmediately: true }
@@ -99,14 +99,14 @@ describe("DATA_DIR lock file", () => {
     () =>
       Effect.gen(function* () {
         const dir = yield* tempDir
-        const firstScope = yield* Scope.make()
+        const firstScope = yield* Scope.fork(yield* Effect.scope) // closed by the test at the latest
         const first = yield* Layer.buildWithScope(Database.migrated(Database.layerEmbedded(dir)), firstScope)
         yield* PgClient.PgClient.use((sql) =>
           Effect.andThen(sql`CREATE TABLE lock_probe (n int)`, sql`INSERT INTO lock_probe VALUES (42)`)
         ).pipe(Effect.provide(first))
 
         const waiting = yield* Deferred.make<string>()
-        const secondScope = yield* Scope.make()
+        const secondScope = yield* Scope.fork(yield* Effect.scope) // closed by the test at the latest
         const second = yield* Effect.forkChild(
           Layer.buildWithScope(Database.layerEmbedded(dir, { lockWait: "1 hour" }), secondScope).pipe(
             Effect.provide(waitingLogger(waiting))

@@ -7,22 +7,25 @@
  * slept), then fails with StartupFailed naming QUEUE_BACKEND=postgres; if the
  * first stops within the wait (a rolling restart) the second starts, and its
  * outbox recovery runs only then, so what the first settled meanwhile is not
- * delivered again. The waiting instance's log line is the hand-off.
+ * delivered again. Runtimes with the queue in the database share the lock, and
+ * exclude an in-memory one (and it them). The waiting instance's log line is the hand-off.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { PgClient } from "@effect/sql-pg"
 import { Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { randomBytes } from "node:crypto"
 import { FormulaIntake } from "../../src/intake/FormulaIntake.ts"
 import { MessageQueue } from "../../src/queue/MessageQueue.ts"
 import * as Runtime from "../../src/Runtime.ts"
-import { StartupFailed } from "../../src/Settings.ts"
+import { type QueueBackend, StartupFailed } from "../../src/Settings.ts"
 import * as InstanceLock from "../../src/store/InstanceLock.ts"
 import { testDatabases } from "../support/Databases.ts"
 
-const options = (instanceLockWait: Duration.Input): Runtime.RuntimeOptions => ({
+const options = (instanceLockWait: Duration.Input, queueBackend: QueueBackend): Runtime.RuntimeOptions => ({
   queue: { capacity: 100, visibilityTimeout: Duration.minutes(1), maxDeliveries: 5 },
-  queueBackend: "memory",
+  queueBackend,
+  queuePollInterval: Duration.hours(1),
   instanceLockWait,
   cacheCapacity: 100,
   // Never reached: the TestClock moves only as far as the tests move it.
@@ -61,13 +64,15 @@ for (const database of testDatabases) {
     /** One database (one client), shared by the runtimes of a test; closed with the test. */
     const shared = Effect.gen(function* () {
       const context = yield* Layer.build(database.layer())
-      const runtime = (instanceLockWait: Duration.Input) =>
-        Runtime.layerWith(Layer.succeedContext(context), options(instanceLockWait))
+      const runtime = (instanceLockWait: Duration.Input, queueBackend: QueueBackend) =>
+        Runtime.layerWith(Layer.succeedContext(context), options(instanceLockWait, queueBackend))
       /** Builds a runtime in a scope of its own; returns its services and the scope that ends it. */
-      const start = (instanceLockWait: Duration.Input) =>
+      const start = (instanceLockWait: Duration.Input, queueBackend: QueueBackend = "memory") =>
         Effect.gen(function* () {
-          const scope = yield* Scope.make()
-          const services = yield* Layer.buildWithScope(runtime(instanceLockWait), scope)
+          const scope = yield* Scope.fork(yield* Effect.scope) // closed by the test at the latest
+          const services = yield* Layer.buildWithScope(runtime(instanceLockWait, queueBackend), scope).pipe(
+            Effect.onError(() => Scope.close(scope, Exit.void))
+          )
           return { services, stop: Scope.close(scope, Exit.void) }
         })
       return { context, start }
@@ -84,7 +89,7 @@ for (const database of testDatabases) {
             startImmediately: true
           })
           const line = yield* awaitWaiting(waiting)
-          assert.include(line, "another instance with the in-memory queue is running on")
+          assert.include(line, "another instance with the in-memory queue (QUEUE_BACKEND=memory) is running on")
           assert.include(line, "waiting up to 30000 ms (INSTANCE_LOCK_WAIT_MS)")
 
           yield* TestClock.adjust("29 seconds")
@@ -147,20 +152,79 @@ for (const database of testDatabases) {
       60_000
     )
 
-    it.effect("the postgres queue backend takes no lock: it starts beside an in-memory runtime", () =>
-      Effect.gen(function* () {
-        const { context, start } = yield* shared
-        const first = yield* start(0)
-        yield* Layer.build(InstanceLock.layerFor({ queueBackend: "postgres", instanceLockWait: 0 })).pipe(
-          Effect.provide(context)
-        )
-        const refused = yield* Layer.build(InstanceLock.layerFor({ queueBackend: "memory", instanceLockWait: 0 })).pipe(
-          Effect.provide(context),
-          Effect.flip
-        )
-        assert.strictEqual(refused._tag, "StartupFailed", "while the memory backend is refused at once (no wait)")
-        yield* first.stop
-      }).pipe(Effect.scoped)
+    if (database.name === "postgres") {
+      it.effect(
+        "the lock's connection killed: the running instance takes the lock again on a new connection within keepEvery, and a second in-memory runtime is still refused — protects keeping the lock",
+        () =>
+          Effect.gen(function* () {
+            const { context, start } = yield* shared
+            const retaken = yield* Deferred.make<void>()
+            const first = yield* start(0).pipe(
+              Effect.provide(
+                Logger.layer([
+                  Logger.make(({ message }) => {
+                    if (String(message).includes("instance lock: taken again")) Deferred.doneUnsafe(retaken, Exit.void)
+                  })
+                ])
+              )
+            )
+            const killed = yield* PgClient.PgClient.use(
+              (sql) => sql<{ readonly killed: boolean }>`
+                SELECT pg_terminate_backend(pid) AS killed FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted AND classid = ${InstanceLock.lockClass} AND objsubid = 2
+                   AND objid::bigint = hashtext(current_schema())::bigint & 4294967295`
+            ).pipe(Effect.provide(context))
+            assert.deepStrictEqual(
+              killed.map((row) => row.killed),
+              [true],
+              "the lock's one connection was terminated"
+            )
+
+            yield* TestClock.adjust(InstanceLock.keepEvery)
+            yield* TestClock.withLive(
+              Deferred.await(retaken).pipe(
+                Effect.timeoutOrElse({
+                  duration: "20 seconds",
+                  orElse: () => Effect.sync(() => assert.fail("the lock was not taken again"))
+                })
+              )
+            )
+            const refused = yield* Effect.flip(start(0))
+            assert.instanceOf(refused, StartupFailed, "the lock is held again")
+            yield* first.stop
+          }).pipe(Effect.scoped),
+        60_000
+      )
+    }
+
+    it.effect(
+      "runtimes with the queue in the database start side by side; an in-memory one beside them is refused naming them, and one of them is refused beside an in-memory one — protects the shared lock",
+      () =>
+        Effect.gen(function* () {
+          const { start } = yield* shared
+          const a = yield* start(0, "postgres")
+          const b = yield* start(0, "postgres")
+          const memory = yield* Effect.flip(start(0, "memory"))
+          assert.instanceOf(memory, StartupFailed)
+          assert.include(
+            (memory as StartupFailed).message,
+            "instances with the queue in the database (QUEUE_BACKEND=postgres) are running on"
+          )
+          assert.include((memory as StartupFailed).message, "set QUEUE_BACKEND=postgres on this one too")
+          yield* a.stop
+          yield* b.stop
+
+          const alone = yield* start(0, "memory")
+          const inDatabase = yield* Effect.flip(start(0, "postgres"))
+          assert.instanceOf(inDatabase, StartupFailed)
+          assert.include(
+            (inDatabase as StartupFailed).message,
+            "another instance with the in-memory queue (QUEUE_BACKEND=memory) is running on"
+          )
+          assert.include((inDatabase as StartupFailed).message, "restart it with QUEUE_BACKEND=postgres")
+          yield* alone.stop
+        }).pipe(Effect.scoped),
+      60_000
     )
   })
 }
