@@ -37,20 +37,26 @@
  *
  * Capacity (unsettled rows that are not dead letters) is approximate across
  * processes, and never counted on the hot path far from full. Each instance
- * keeps the count it last read (every `pollInterval`, and on demand) and adds
- * what it admitted since that count began. It admits without counting while
- * that estimate is below the capacity and it has admitted fewer than a
- * *quota* = ⌈(capacity − count) / 8⌉ since the count; past either it counts
- * again first (one count in flight per instance; the others share it), and a
- * refusal (`QueueFull`) always rests on a count that began after the refused
- * reserve did. Bound: with N instances, the queue can exceed its capacity by
- * at most what the *other* instances admitted that the deciding count could
- * not see — their submissions not yet committed when it ran, plus at most one
- * quota each (≤ ⌈room/8⌉ at their own last count, so nothing at all near
- * full, where the quota is 1 and every admission counts). Up to 8 instances
- * that keep counting never overshoot through quotas alone; what remains is the
- * uncommitted submissions in flight, bounded by each instance's concurrency.
- * Tested with two instances on one schema (test/queue/PgMessageQueue.test.ts).
+ * keeps the count it last read (every `pollInterval`, and on demand) plus the
+ * reservations that count cannot have seen (admitted since it began, or open
+ * when it began). It admits without counting while that estimate is below the
+ * capacity *and* it has admitted fewer than a quota = ⌈(capacity − count) / 8⌉
+ * since the count; past either it counts first (one count in flight per
+ * instance, shared by the reservations waiting for it), and after a fresh
+ * count only the capacity decides. So a refusal (`QueueFull`) always rests on
+ * a count that began after the refused reserve did, and near full (room < 9)
+ * every admission counts.
+ *
+ * The bound: what a deciding count cannot see is the *other* instances'
+ * reservations still open at its snapshot (their submissions not yet
+ * committed), plus, while they have not counted again, at most one quota each.
+ * With N instances each holding at most c reservations open at once, the
+ * queue exceeds its capacity by at most (N − 1) × c plus those quotas — and
+ * the quotas alone never overshoot while N ≤ 8 (each is an eighth of the room
+ * its instance saw). Measured (test/queue/PgMessageQueue.test.ts, capacity
+ * 40, two instances × 4 concurrent publishers on PostgreSQL): 40 to 44 over
+ * six runs; filling in turns (nothing open at once) stops at exactly 40. On
+ * the embedded database (one connection, one process) it is exact.
  *
  * Differences from the in-memory queue, by design: a settled, purged or
  * dead-lettered id stays in the table, so publishing it again is a duplicate
@@ -65,7 +71,7 @@
  * each `pollInterval`); every other operation dies (500).
  */
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Clock, Deferred, Duration, Effect, Layer, Queue } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Latch, Layer, Queue } from "effect"
 import { encodeResult } from "../domain/MessageResult.ts"
 import { isEmbedded } from "../store/Database.ts"
 import { FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
@@ -186,6 +192,32 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       }),
       clock.sleep(Duration.millis(millis))
     )
+
+  // A sleeping long poll knows when the next row falls due as of its last look. A nack with a delay or
+  // an extend by this instance can make one due sooner: `armAt` wakes one sleeper then (in the Clock's
+  // frame); one timer fiber, sleeping until the earliest such time, as in the in-memory queue.
+  const timerLatch = Latch.makeUnsafe(false)
+  let armedAt = Infinity
+  const armAt = (at: number) => {
+    if (waiters.size > 0 && at < armedAt) {
+      armedAt = at
+      timerLatch.openUnsafe()
+    }
+  }
+  yield* Effect.gen(function* () {
+    while (true) {
+      timerLatch.closeUnsafe()
+      const local = clock.currentTimeMillisUnsafe()
+      if (armedAt <= local) {
+        armedAt = Infinity
+        wake(1)
+        continue
+      }
+      yield* armedAt === Infinity
+        ? timerLatch.await
+        : Effect.raceFirst(clock.sleep(Duration.millis(armedAt - local)), timerLatch.await)
+    }
+  }).pipe(Effect.annotateLogs({ module: "PgMessageQueue", fiber: "timer" }), Effect.interruptible, Effect.forkScoped)
 
   if (!embedded) {
     const channel = yield* Effect.orDie(q.readyChannel)
@@ -474,35 +506,51 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       )
     )
 
-  /** How long until the next row falls due (an expiry, a nack's delay); Infinity when none (or unknown). */
-  const untilNextDue = Effect.suspend(() => {
-    const at = now()
-    return q.nextDue(new Date(at)).pipe(
-      Effect.map((next) => (next === undefined ? Infinity : Math.max(0, next.getTime() - at))),
+  /**
+   * When (in the Clock's frame) the next row falls due that was not due at `at` (an expiry, a nack's
+   * delay): Infinity when none, or when the database cannot say (the backstop serves).
+   */
+  const nextDueAfter = (at: number) =>
+    q.nextDue(new Date(at)).pipe(
+      Effect.map((next) => (next === undefined ? Infinity : next.getTime() - offset)),
       Effect.orElseSucceed(() => Infinity)
     )
-  })
+
+  // Long polls in progress (`stats.waiting`): from their start, not only while asleep, since between
+  // sleeps they are in a claim, which takes a round trip here.
+  let longPolls = 0
 
   // Uninterruptible except while waiting, so rows claimed always reach the caller (a claim cut short
   // would leave them in flight until their deadline).
   const receive = (options?: ReceiveOptions): Effect.Effect<ReadonlyArray<Delivery>> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function* () {
-        const max = Math.max(1, Math.floor(options?.max ?? 1))
-        const visibilityMs = toMillis(options?.visibilityTimeout, settings.visibilityTimeoutMs)
-        const deadline = clock.currentTimeMillisUnsafe() + toMillis(options?.wait, 0)
+    Effect.uninterruptibleMask((restore) => {
+      const max = Math.max(1, Math.floor(options?.max ?? 1))
+      const visibilityMs = toMillis(options?.visibilityTimeout, settings.visibilityTimeoutMs)
+      const deadline = clock.currentTimeMillisUnsafe() + toMillis(options?.wait, 0)
+      const poll = Effect.gen(function* () {
         while (true) {
           const seen = wakes
+          const claimedAt = now()
           const deliveries = yield* claim(max, visibilityMs)
+          if (deliveries.length > 0 || clock.currentTimeMillisUnsafe() >= deadline || !waiting) return deliveries
+          if (wakes !== seen) continue
+          const nextDue = yield* nextDueAfter(claimedAt)
+          if (wakes !== seen) continue
+          // Asleep until a wake, the next due row, the backstop or the end of the wait; at once if one is past.
           const local = clock.currentTimeMillisUnsafe()
-          if (deliveries.length > 0 || local >= deadline || !waiting) return deliveries
-          if (wakes !== seen) continue
-          const nextDue = yield* untilNextDue
-          if (wakes !== seen) continue
-          yield* restore(awaitWake(Math.max(1, Math.min(deadline - local, pollMs, nextDue))))
+          const sleepMs = Math.min(deadline, local + pollMs, nextDue) - local
+          if (sleepMs > 0) yield* restore(awaitWake(sleepMs))
         }
       })
-    )
+      if (deadline <= clock.currentTimeMillisUnsafe()) return poll
+      longPolls++
+      return Effect.ensuring(
+        poll,
+        Effect.sync(() => {
+          longPolls--
+        })
+      )
+    })
 
   // --- settling -------------------------------------------------------------------------
 
@@ -544,6 +592,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       if (requeued) {
         totals.nacked++
         if (delayMs <= 0) wake(1)
+        else armAt(clock.currentTimeMillisUnsafe() + delayMs)
         return
       }
       // Not requeued: the last delivery (dead-lettered now), or a stale receipt.
@@ -563,12 +612,15 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     Effect.suspend(() => {
       if (!uuidPattern.test(receipt)) return receiptInvalid(receipt)
       const at = now()
-      return q
-        .extendByReceipt({ receipt, now: new Date(at), until: new Date(at + toMillis(visibilityTimeout, 0)) })
-        .pipe(
-          Effect.orDie,
-          Effect.flatMap((changed) => (changed ? Effect.void : receiptInvalid(receipt)))
-        )
+      const visibilityMs = toMillis(visibilityTimeout, 0)
+      return q.extendByReceipt({ receipt, now: new Date(at), until: new Date(at + visibilityMs) }).pipe(
+        Effect.orDie,
+        Effect.flatMap((changed) => {
+          if (!changed) return receiptInvalid(receipt)
+          armAt(clock.currentTimeMillisUnsafe() + visibilityMs)
+          return Effect.void
+        })
+      )
     })
 
   const release = (receipt: string): Effect.Effect<void, ReceiptInvalid> =>
@@ -634,7 +686,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       capacity: settings.capacity,
       size,
       available: Math.max(0, settings.capacity - size),
-      waiting: waiters.size,
+      waiting: longPolls,
       maxDeliveries: settings.maxDeliveries,
       visibilityTimeoutMs: settings.visibilityTimeoutMs,
       totals: { ...totals }

@@ -14,7 +14,7 @@ import { TestClock } from "effect/testing"
 import { randomUUID } from "node:crypto"
 import type { MessageQueueService } from "../../src/queue/MessageQueue.ts"
 import * as PgMessageQueue from "../../src/queue/PgMessageQueue.ts"
-import { FormulaStore } from "../../src/store/FormulaStore.ts"
+import { FormulaStore, type NewFormula } from "../../src/store/FormulaStore.ts"
 import { DeliverySignal } from "../../src/webhooks/DeliverySignal.ts"
 import { testDatabases } from "../support/Databases.ts"
 
@@ -41,6 +41,18 @@ const makeQueue = (options: PgMessageQueue.PgMessageQueueOptions = {}) =>
   PgMessageQueue.make({ ...defaults, ...options })
 
 const message = (body: unknown = { hello: "world" }) => ({ messageId: randomUUID(), body })
+
+const newFormula = (): NewFormula => {
+  const id = randomUUID()
+  return {
+    id,
+    fingerprint: randomUUID(),
+    name: "Summer Breeze",
+    materials: [{ name: "Bergamot Oil", concentration: "100" }],
+    createdAt: new Date(),
+    message: { id: randomUUID(), body: { type: "FormulaSubmitted", formulaId: id } }
+  }
+}
 
 /** A formula of client `client-a` with its message, and an endpoint hearing of processed and dead-lettered ones. */
 const formulaWithEndpoint = Effect.gen(function* () {
@@ -83,6 +95,10 @@ const unsettledCount = PgClient.PgClient.use((sql) =>
     (rows) => rows[0]!.n
   )
 )
+
+/** A long poll's answer, within 10 real seconds (a missing wake-up fails here rather than at the test's timeout). */
+const answer = <A, E>(fiber: Fiber.Fiber<A, E>) =>
+  Fiber.join(fiber).pipe(Effect.timeout("10 seconds"), TestClock.withLive)
 
 const receiptInvalid = <A, E>(effect: Effect.Effect<A, E>) =>
   Effect.map(Effect.exit(effect), (exit) =>
@@ -152,7 +168,7 @@ for (const database of testDatabases) {
             yield* Effect.sleep("50 millis").pipe(TestClock.withLive)
             const published = message()
             yield* queue.publish(published)
-            const [delivery] = yield* Fiber.join(waiting)
+            const [delivery] = yield* answer(waiting)
             assert.strictEqual(delivery!.messageId, published.messageId)
 
             // In flight for 5 s: a long poll now sleeps until then, not until the (hour-long) backstop.
@@ -163,8 +179,30 @@ for (const database of testDatabases) {
             const expiring = yield* Effect.forkChild(queue.receive({ wait: "1 hour" }))
             yield* Effect.sleep("50 millis").pipe(TestClock.withLive)
             yield* TestClock.adjust("5 seconds")
-            const [redelivered] = yield* Fiber.join(expiring)
+            const [redelivered] = yield* answer(expiring)
             assert.strictEqual(redelivered!.attempt, 2)
+          })
+        )
+      )
+
+      it.effect("a long poll asleep until a later deadline wakes when this instance's nack makes a row due sooner", () =>
+        withQueues(
+          Effect.gen(function* () {
+            const queue = yield* makeQueue()
+            yield* queue.publish(message())
+            yield* queue.publish(message())
+            const [first] = yield* queue.receive({ visibilityTimeout: "1 hour" })
+            yield* queue.receive({ visibilityTimeout: "1 hour" })
+            const waiting = yield* Effect.forkChild(queue.receive({ wait: "2 hours" }))
+            yield* Effect.yieldNow
+            assert.strictEqual((yield* queue.stats).waiting, 1) // counted from its start, not once asleep
+            yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+            yield* queue.nack(first!.receipt, { delay: "5 seconds" })
+            yield* TestClock.adjust("5 seconds")
+            const [again] = yield* answer(waiting)
+            assert.strictEqual(again!.messageId, first!.messageId)
+            assert.strictEqual(again!.attempt, 2)
+            assert.strictEqual((yield* queue.stats).waiting, 0)
           })
         )
       )
@@ -364,8 +402,26 @@ for (const database of testDatabases) {
               const published = message()
               yield* a.publish(published)
               // The TestClock never moves: only the notification can end this wait.
-              const [delivery] = yield* Fiber.join(waiting)
+              const [delivery] = yield* answer(waiting)
               assert.strictEqual(delivery!.messageId, published.messageId)
+            })
+          )
+        )
+
+        it.effect("a submission's own transaction announces its message: another instance's long poll wakes", () =>
+          withQueues(
+            Effect.gen(function* () {
+              const b = yield* makeQueue()
+              const waiting = yield* Effect.forkChild(b.receive({ wait: "1 hour" }))
+              yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              const formula = newFormula()
+              // The submit path's store, announcing (QUEUE_BACKEND=postgres); no queue of its own involved.
+              const outcome = yield* FormulaStore.use((store) => store.insert(formula)).pipe(
+                Effect.provide(FormulaStore.layerWith({ maxBatch: 1, linger: 0, workers: 1, announceMessages: true }))
+              )
+              assert.strictEqual(outcome._tag, "Created")
+              const [delivery] = yield* answer(waiting)
+              assert.strictEqual(delivery!.messageId, formula.message.id)
             })
           )
         )
