@@ -103,6 +103,7 @@ for (const database of testDatabases) {
             const ok = yield* submit
             const fails = yield* submit
             const commitFails = yield* submit
+            const tooLarge = yield* submit
             const calls: Array<string> = []
             yield* consumeTransactional(
               (delivery) =>
@@ -115,11 +116,13 @@ for (const database of testDatabases) {
                   }
                   yield* writeEffect(delivery)
                   if (delivery.messageId === fails) return yield* Effect.fail(new Error("handler failed"))
+                  // A result that cannot be stored fails the settlement, so the transaction too.
+                  if (delivery.messageId === tooLarge) return "x".repeat(70_000)
                   return { class: "Eau de Toilette" }
                 }),
               { concurrency: 2, pollWait: Duration.hours(1) }
             )
-            yield* untilStats((stats) => stats.totals.acked === 1 && stats.delayed === 2)
+            yield* untilStats((stats) => stats.totals.acked === 1 && stats.delayed === 3)
 
             assert.strictEqual(yield* effectCount(ok), 1)
             assert.deepStrictEqual(yield* outboxRow(ok), {
@@ -127,11 +130,11 @@ for (const database of testDatabases) {
               result: { class: "Eau de Toilette" },
               attempts: 1
             })
-            for (const messageId of [fails, commitFails]) {
+            for (const messageId of [fails, commitFails, tooLarge]) {
               assert.strictEqual(yield* effectCount(messageId), 0, "the failed transaction left no effect")
               assert.isFalse((yield* outboxRow(messageId)).delivered, "…and did not settle the message")
             }
-            assert.sameMembers(calls, [ok, fails, commitFails])
+            assert.sameMembers(calls, [ok, fails, commitFails, tooLarge])
           })
         )
       )
