@@ -33,7 +33,8 @@
  *   schema's channel), on local commits, at the next due row (an expiry, a nack
  *   delay) and at least every `pollInterval` (the backstop: a lost connection,
  *   a notification missed while reconnecting). On the embedded database (one
- *   connection, nothing to LISTEN with) only the local wakes and the backstop.
+ *   connection, nothing to LISTEN with; or any pool of one) only the local
+ *   wakes and the backstop.
  *
  * Capacity (unsettled rows that are not dead letters) is approximate across
  * processes, and never counted on the hot path far from full. Each instance
@@ -73,7 +74,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { Cause, Clock, Deferred, Duration, Effect, Latch, Layer, Queue } from "effect"
 import { encodeResult } from "../domain/MessageResult.ts"
-import { isEmbedded } from "../store/Database.ts"
+import { hasOneConnection } from "../store/Database.ts"
 import { type DatabaseUnavailable, FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { DeliverySignal } from "../webhooks/DeliverySignal.ts"
@@ -141,8 +142,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   const store = yield* FormulaStore
   const signal = yield* DeliverySignal
   const clock = yield* Clock.Clock
-  const embedded = isEmbedded(sql)
-  const q = makePgQueueSql(sql, { announce: !embedded })
+  // The embedded database (or a pool of one): no connection to LISTEN with, so nothing to announce to.
+  const listening = !hasOneConnection(sql)
+  const q = makePgQueueSql(sql, { announce: listening })
   const owner = {}
 
   // The database's clock, read once: the queue's now is the Clock plus this.
@@ -219,7 +221,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     }
   }).pipe(Effect.annotateLogs({ module: "PgMessageQueue", fiber: "timer" }), Effect.interruptible, Effect.forkScoped)
 
-  if (!embedded) {
+  if (listening) {
     const channel = yield* Effect.orDie(q.readyChannel)
     const firstListen = Deferred.makeUnsafe<void>()
     // One LISTEN connection for the instance. If it fails (the connection dropped), the backstop
@@ -398,7 +400,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     Effect.suspend(() => {
       if (!uuidPattern.test(message.messageId)) {
         return Effect.die(
-          new TypeError(`PgMessageQueue: message ids are UUIDs (the outbox's key); got ${JSON.stringify(message.messageId)}`)
+          new TypeError(
+            `PgMessageQueue: message ids are UUIDs (the outbox's key); got ${JSON.stringify(message.messageId)}`
+          )
         )
       }
       const messageId = message.messageId.toLowerCase()
@@ -406,7 +410,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       return admit(messageId).pipe(
         // Full: a message already there is still answered as the duplicate it is.
         Effect.catchTag("QueueFull", (full) =>
-          Effect.flatMap(Effect.orDie(q.exists(messageId)), (found) => (found ? Effect.succeed(null) : Effect.fail(full)))
+          Effect.flatMap(Effect.orDie(q.exists(messageId)), (found) =>
+            found ? Effect.succeed(null) : Effect.fail(full)
+          )
         ),
         Effect.flatMap((admission) => {
           if (admission === null) {
@@ -582,7 +588,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       const encoded = encodeResult(ackOptions?.result)
       if (encoded._tag !== "Encoded") {
         const message =
-          encoded._tag === "TooLarge" ? `result is ${encoded.bytes} bytes serialized` : `result is not JSON: ${encoded.reason}`
+          encoded._tag === "TooLarge"
+            ? `result is ${encoded.bytes} bytes serialized`
+            : `result is not JSON: ${encoded.reason}`
         return Effect.fail(new AckNotRecorded({ messageId: "", message }))
       }
       return store.settleByReceipt({ receipt, resultText: encoded.text, now: new Date(now()) }).pipe(
@@ -662,15 +670,15 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   const deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>> = Effect.map(
     Effect.orDie(Effect.andThen(sweepExhausted, q.deadLetters)),
     (rows) =>
-    rows.map(
-      (row): DeadLetter => ({
-        messageId: row.message_id,
-        attempts: row.attempts,
-        lastError: row.last_error ?? nackedError,
-        body: jsonValue(row.body),
-        deadLetteredAt: row.dead_lettered_at.getTime() - offset
-      })
-    )
+      rows.map(
+        (row): DeadLetter => ({
+          messageId: row.message_id,
+          attempts: row.attempts,
+          lastError: row.last_error ?? nackedError,
+          body: jsonValue(row.body),
+          deadLetteredAt: row.dead_lettered_at.getTime() - offset
+        })
+      )
   ).pipe(Effect.withSpan("PgMessageQueue.deadLetters"))
 
   // Ids that are not UUIDs name no row (and must not reach a uuid comparison).

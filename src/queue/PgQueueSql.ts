@@ -213,9 +213,7 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
       (rows) => rows[0]!.changed > 0
     )
 
-  const deadLetterCondition = sql.literal(
-    "dead_lettered_at IS NOT NULL AND delivered_at IS NULL AND purged_at IS NULL"
-  )
+  const deadLetterCondition = sql.literal("dead_lettered_at IS NOT NULL AND delivered_at IS NULL AND purged_at IS NULL")
 
   /** Dead letters, oldest dead-lettering first. */
   const deadLetters = sql<DeadLetterRow>`
