@@ -66,8 +66,12 @@
  * behind every message that never waited (new ones sort first, `-infinity`);
  * `pending` is this instance's open reservations; `totals` are this
  * instance's counters since it started; `attemptsOf` is always undefined (the
- * row's `attempts` is current, so readers take it from there). Database
- * failures: an ack fails with `AckNotRecorded` (503; nothing changed);
+ * row's `attempts` is current, so readers take it from there); the gauges
+ * are as of the latest count (every `pollInterval`, and each `stats`); an
+ * `AckNotRecorded` carries no message id (an ack knows only its receipt).
+ * Database failures: an ack fails with `AckNotRecorded` (503; unconfirmed: if
+ * the connection was lost after sending, it may have been recorded, and
+ * acking again then answers 409);
  * receive logs them and returns nothing (waiting out its long poll, retrying
  * each `pollInterval`); every other operation dies (500).
  */
@@ -594,7 +598,16 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
         return Effect.fail(new AckNotRecorded({ messageId: "", message }))
       }
       return store.settleByReceipt({ receipt, resultText: encoded.text, now: new Date(now()) }).pipe(
-        Effect.mapError((error) => new AckNotRecorded({ messageId: "", message: error.message })),
+        // A server that answered changed nothing. A connection lost after the statement was sent leaves
+        // the outcome unknown, and the receipt — cleared by a committed ack — cannot tell afterwards:
+        // acking again answers 204 (it was not recorded) or 409 (it was, or the receipt went stale).
+        Effect.mapError(
+          (error) =>
+            new AckNotRecorded({
+              messageId: "",
+              message: `the database did not confirm the ack (${error.message}); ack again: a 409 then means it was recorded or the receipt went stale`
+            })
+        ),
         Effect.flatMap((outcome) => {
           if (!outcome.changed) return receiptInvalid(receipt)
           totals.acked++
