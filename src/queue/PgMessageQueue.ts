@@ -59,7 +59,9 @@
  * six runs; filling in turns (nothing open at once) stops at exactly 40. On
  * the embedded database (one connection, one process) it is exact.
  *
- * Differences from the in-memory queue, by design: a settled, purged or
+ * Differences from the in-memory queue, by design: `reserve` + `commit` write
+ * no row (the submit path's INSERT does; a message of one's own goes through
+ * `publish`), so a reserved id is never joined nor reported duplicate; a settled, purged or
  * dead-lettered id stays in the table, so publishing it again is a duplicate
  * (memory forgets acked and purged ids); message ids must be UUIDs (the
  * outbox's key; anything else is a defect); redeliveries (expiry, nack) queue
