@@ -61,9 +61,9 @@
  *
  * Differences from the in-memory queue, by design: `reserve` + `commit` write
  * no row (the submit path's INSERT does; a message of one's own goes through
- * `publish`), so a reserved id is never joined nor reported duplicate; a settled, purged or
- * dead-lettered id stays in the table, so publishing it again is a duplicate
- * (memory forgets acked and purged ids); message ids must be UUIDs (the
+ * `publish`), so a reserved id is never joined nor reported duplicate; a
+ * settled, purged or dead-lettered id stays in the table, so publishing it
+ * again is a duplicate (memory forgets acked and purged ids); message ids must be UUIDs (the
  * outbox's key; anything else is a defect); redeliveries (expiry, nack) queue
  * behind every message that never waited (new ones sort first, `-infinity`);
  * `pending` is this instance's open reservations; `totals` are this
