@@ -81,8 +81,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Cause, Clock, Deferred, Duration, Effect, Latch, Layer, Queue } from "effect"
 import { encodeResult } from "../domain/MessageResult.ts"
 import { hasOneConnection } from "../store/Database.ts"
-import { type DatabaseUnavailable, FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
-import type { SqlError } from "effect/sql/SqlError"
+import { FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
 import { DeliverySignal } from "../webhooks/DeliverySignal.ts"
 import {
   type AckOptions,
@@ -481,7 +480,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
    * letter. The in-memory queue does this at the deadline; seen from outside, so does this one. A claim
    * does it too, for the rows it meets.
    */
-  const sweepExhausted: Effect.Effect<void, SqlError | DatabaseUnavailable> = Effect.gen(function* () {
+  const sweepExhausted: Effect.Effect<void> = Effect.gen(function* () {
     totals.expired += yield* q.expireDue({ now: new Date(now()), maxDeliveries: settings.maxDeliveries })
     while (true) {
       const at = now()
@@ -489,7 +488,10 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       yield* deadLetterExhausted(due, at)
       if (due.length < 100) return
     }
-  })
+  }).pipe(
+    // Best effort: what it leaves, the next sweep or claim does; whatever reads after it reads the table as is.
+    Effect.catch((error) => Effect.logWarning("PgMessageQueue: ending expired deliveries failed", error))
+  )
 
   // Swept first, so that a last delivery that expired counts as the dead letter it is.
   const readCounts = Effect.andThen(sweepExhausted, countNow)
