@@ -4,7 +4,6 @@
  * passed in (`layerWith`), e.g. a test's own schema.
  *
  *   database ─► FormulaStore ─► MessageQueue (acks, dead letters, redrives, purges settle outbox rows)
-
  *                    │               │
  *                    ├─► FingerprintCache (warmed from the newest formulas)
  *                    └──────┬────────┘
