@@ -68,8 +68,9 @@ const formulaWithEndpoint = Effect.gen(function* () {
   return { formulaId, messageId }
 })
 
-const events = PgClient.PgClient.use((sql) =>
-  sql<{ readonly type: string; readonly body: string }>`SELECT type, body FROM webhook_events ORDER BY created_at, id`
+const events = PgClient.PgClient.use(
+  (sql) =>
+    sql<{ readonly type: string; readonly body: string }>`SELECT type, body FROM webhook_events ORDER BY created_at, id`
 )
 
 const outboxRow = (messageId: string) =>
@@ -100,6 +101,12 @@ const unsettledCount = PgClient.PgClient.use((sql) =>
 const answer = <A, E>(fiber: Fiber.Fiber<A, E>) =>
   Fiber.join(fiber).pipe(Effect.timeout("10 seconds"), TestClock.withLive)
 
+/** The webhook dispatcher was woken (a statement wrote deliveries), within 10 real seconds. */
+const dispatcherWoken = DeliverySignal.use((signal) => signal.waitForWake).pipe(
+  Effect.timeout("10 seconds"),
+  TestClock.withLive
+)
+
 const receiptInvalid = <A, E>(effect: Effect.Effect<A, E>) =>
   Effect.map(Effect.exit(effect), (exit) =>
     Exit.isFailure(exit) && String(exit.cause).includes("ReceiptInvalid") ? true : `not ReceiptInvalid: ${exit}`
@@ -113,7 +120,10 @@ for (const database of testDatabases) {
           Effect.gen(function* () {
             const queue = yield* makeQueue()
             const published = message({ a: [1, "two"] })
-            assert.deepStrictEqual(yield* queue.publish(published), { messageId: published.messageId, duplicate: false })
+            assert.deepStrictEqual(yield* queue.publish(published), {
+              messageId: published.messageId,
+              duplicate: false
+            })
             assert.deepStrictEqual(yield* queue.publish(published), { messageId: published.messageId, duplicate: true })
 
             const [delivery, ...rest] = yield* queue.receive({ max: 10 })
@@ -139,25 +149,27 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("an expired receipt is stale before the redelivery; the redelivery is attempt 2 with a new receipt", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const queue = yield* makeQueue()
-            yield* queue.publish(message())
-            const [first] = yield* queue.receive({ visibilityTimeout: "10 seconds" })
-            yield* TestClock.adjust("9999 millis")
-            yield* queue.extend(first!.receipt, "10 seconds") // still current: its deadline moves on
-            yield* TestClock.adjust("10 seconds")
-            assert.isTrue(yield* receiptInvalid(queue.ack(first!.receipt)))
-            assert.strictEqual((yield* queue.stats).ready, 1)
-            const [second] = yield* queue.receive()
-            assert.strictEqual(second!.attempt, 2)
-            assert.notStrictEqual(second!.receipt, first!.receipt)
-            assert.isTrue(yield* receiptInvalid(queue.nack(first!.receipt)))
-            yield* queue.ack(second!.receipt, { result: { ok: true } })
-            assert.deepStrictEqual((yield* outboxRow(second!.messageId)).result, { ok: true })
-          })
-        )
+      it.effect(
+        "an expired receipt is stale before the redelivery; the redelivery is attempt 2 with a new receipt",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const queue = yield* makeQueue()
+              yield* queue.publish(message())
+              const [first] = yield* queue.receive({ visibilityTimeout: "10 seconds" })
+              yield* TestClock.adjust("9999 millis")
+              yield* queue.extend(first!.receipt, "10 seconds") // still current: its deadline moves on
+              yield* TestClock.adjust("10 seconds")
+              assert.isTrue(yield* receiptInvalid(queue.ack(first!.receipt)))
+              assert.strictEqual((yield* queue.stats).ready, 1)
+              const [second] = yield* queue.receive()
+              assert.strictEqual(second!.attempt, 2)
+              assert.notStrictEqual(second!.receipt, first!.receipt)
+              assert.isTrue(yield* receiptInvalid(queue.nack(first!.receipt)))
+              yield* queue.ack(second!.receipt, { result: { ok: true } })
+              assert.deepStrictEqual((yield* outboxRow(second!.messageId)).result, { ok: true })
+            })
+          )
       )
 
       it.effect("a long poll wakes for a message published meanwhile, and at the next expiry", () =>
@@ -185,59 +197,64 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("a long poll asleep until a later deadline wakes when this instance's nack makes a row due sooner", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const queue = yield* makeQueue()
-            yield* queue.publish(message())
-            yield* queue.publish(message())
-            const [first] = yield* queue.receive({ visibilityTimeout: "1 hour" })
-            yield* queue.receive({ visibilityTimeout: "1 hour" })
-            const waiting = yield* Effect.forkChild(queue.receive({ wait: "2 hours" }))
-            yield* Effect.yieldNow
-            assert.strictEqual((yield* queue.stats).waiting, 1) // counted from its start, not once asleep
-            yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
-            yield* queue.nack(first!.receipt, { delay: "5 seconds" })
-            yield* TestClock.adjust("5 seconds")
-            const [again] = yield* answer(waiting)
-            assert.strictEqual(again!.messageId, first!.messageId)
-            assert.strictEqual(again!.attempt, 2)
-            assert.strictEqual((yield* queue.stats).waiting, 0)
-          })
-        )
+      it.effect(
+        "a long poll asleep until a later deadline wakes when this instance's nack makes a row due sooner",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const queue = yield* makeQueue()
+              yield* queue.publish(message())
+              yield* queue.publish(message())
+              const [first] = yield* queue.receive({ visibilityTimeout: "1 hour" })
+              yield* queue.receive({ visibilityTimeout: "1 hour" })
+              const waiting = yield* Effect.forkChild(queue.receive({ wait: "2 hours" }))
+              yield* Effect.yieldNow
+              assert.strictEqual((yield* queue.stats).waiting, 1) // counted from its start, not once asleep
+              yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              yield* queue.nack(first!.receipt, { delay: "5 seconds" })
+              yield* TestClock.adjust("5 seconds")
+              const [again] = yield* answer(waiting)
+              assert.strictEqual(again!.messageId, first!.messageId)
+              assert.strictEqual(again!.attempt, 2)
+              assert.strictEqual((yield* queue.stats).waiting, 0)
+            })
+          )
       )
 
-      it.effect("nack of the last delivery dead-letters at once, with its error and a formula.dead_lettered event", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const queue = yield* makeQueue({ maxDeliveries: 2 })
-            const { formulaId, messageId } = yield* formulaWithEndpoint
-            const [first] = yield* queue.receive()
-            yield* queue.nack(first!.receipt, { error: "first" }) // no delay: ready again
-            const [second] = yield* queue.receive()
-            assert.strictEqual(second!.attempt, 2)
-            yield* queue.nack(second!.receipt, { error: "boom", delay: "1 hour" })
-            const letters = yield* queue.deadLetters
-            assert.deepStrictEqual(
-              letters.map((l) => [l.messageId, l.attempts, l.lastError]),
-              [[messageId, 2, "boom"]]
-            )
-            assert.deepStrictEqual(yield* queue.receive(), [])
-            const [event] = yield* events
-            assert.strictEqual(event!.type, "formula.dead_lettered")
-            const body = JSON.parse(event!.body)
-            assert.deepStrictEqual(body.data, { formulaId, messageId, attempts: 2, lastError: "boom" })
+      it.effect(
+        "nack of the last delivery dead-letters at once, with its error and a formula.dead_lettered event",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const queue = yield* makeQueue({ maxDeliveries: 2 })
+              const { formulaId, messageId } = yield* formulaWithEndpoint
+              const [first] = yield* queue.receive()
+              yield* queue.nack(first!.receipt, { error: "first" }) // no delay: ready again
+              const [second] = yield* queue.receive()
+              assert.strictEqual(second!.attempt, 2)
+              yield* queue.nack(second!.receipt, { error: "boom", delay: "1 hour" })
+              yield* dispatcherWoken // its event's delivery may go out now
+              const letters = yield* queue.deadLetters
+              assert.deepStrictEqual(
+                letters.map((l) => [l.messageId, l.attempts, l.lastError]),
+                [[messageId, 2, "boom"]]
+              )
+              assert.deepStrictEqual(yield* queue.receive(), [])
+              const [event] = yield* events
+              assert.strictEqual(event!.type, "formula.dead_lettered")
+              const body = JSON.parse(event!.body)
+              assert.deepStrictEqual(body.data, { formulaId, messageId, attempts: 2, lastError: "boom" })
 
-            assert.strictEqual(yield* queue.redrive(), 1)
-            const [redriven] = yield* queue.receive()
-            assert.strictEqual(redriven!.attempt, 1)
-            yield* queue.nack(redriven!.receipt)
-            const [again] = yield* queue.receive()
-            yield* queue.nack(again!.receipt)
-            assert.strictEqual(yield* queue.purge(), 1)
-            assert.deepStrictEqual(yield* queue.deadLetters, [])
-          })
-        )
+              assert.strictEqual(yield* queue.redrive(), 1)
+              const [redriven] = yield* queue.receive()
+              assert.strictEqual(redriven!.attempt, 1)
+              yield* queue.nack(redriven!.receipt)
+              const [again] = yield* queue.receive()
+              yield* queue.nack(again!.receipt)
+              assert.strictEqual(yield* queue.purge(), 1)
+              assert.deepStrictEqual(yield* queue.deadLetters, [])
+            })
+          )
       )
 
       it.effect("an expired last delivery is dead-lettered by the next claim, not delivered, with its event", () =>
@@ -255,7 +272,7 @@ for (const database of testDatabases) {
             assert.isTrue(yield* receiptInvalid(queue.ack(only!.receipt)))
             const [letter] = yield* queue.deadLetters
             // In the Clock's frame, like the in-memory queue's.
-            assert.strictEqual(letter!.deadLetteredAt, (yield* Effect.clockWith((c) => c.currentTimeMillis)))
+            assert.strictEqual(letter!.deadLetteredAt, yield* Effect.clockWith((c) => c.currentTimeMillis))
             assert.deepStrictEqual(
               (yield* events).map((e) => [e.type, JSON.parse(e.body).data.lastError]),
               [["formula.dead_lettered", "visibility timeout expired"]]
@@ -277,11 +294,10 @@ for (const database of testDatabases) {
             yield* queue.receive({ visibilityTimeout: "1 second" })
             yield* TestClock.adjust("1 second")
             const [letter] = yield* queue.deadLetters
-            assert.deepStrictEqual([letter!.messageId, letter!.attempts, letter!.lastError], [
-              messageId,
-              2,
-              "visibility timeout expired"
-            ])
+            assert.deepStrictEqual(
+              [letter!.messageId, letter!.attempts, letter!.lastError],
+              [messageId, 2, "visibility timeout expired"]
+            )
             assert.strictEqual((yield* events).length, 1)
             const stats = yield* queue.stats
             assert.deepStrictEqual([stats.deadLettered, stats.ready, stats.size], [1, 0, 0])
@@ -289,34 +305,37 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("ack settles with its result and one formula.processed event; an ack of a row already settled only clears the receipt", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const sql = yield* PgClient.PgClient
-            const queue = yield* makeQueue()
-            const first = yield* formulaWithEndpoint
-            const [delivery] = yield* queue.receive()
-            yield* queue.ack(delivery!.receipt, { result: { score: 7 } })
-            assert.deepStrictEqual((yield* outboxRow(first.messageId)).result, { score: 7 })
-            const [processed] = yield* events
-            assert.deepStrictEqual(JSON.parse(processed!.body).data, {
-              formulaId: first.formulaId,
-              messageId: first.messageId,
-              result: { score: 7 }
-            })
+      it.effect(
+        "ack settles with its result and one formula.processed event; an ack of a row already settled only clears the receipt",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const sql = yield* PgClient.PgClient
+              const queue = yield* makeQueue()
+              const first = yield* formulaWithEndpoint
+              const [delivery] = yield* queue.receive()
+              yield* queue.ack(delivery!.receipt, { result: { score: 7 } })
+              yield* dispatcherWoken
+              assert.deepStrictEqual((yield* outboxRow(first.messageId)).result, { score: 7 })
+              const [processed] = yield* events
+              assert.deepStrictEqual(JSON.parse(processed!.body).data, {
+                formulaId: first.formulaId,
+                messageId: first.messageId,
+                result: { score: 7 }
+              })
 
-            // consumeTransactional: the handler's transaction settled the row (result, event) before the ack.
-            const second = yield* formulaWithEndpoint
-            const [held] = yield* queue.receive()
-            yield* sql`UPDATE outbox SET delivered_at = now(), result = '"in the transaction"' WHERE message_id = ${second.messageId}`
-            yield* queue.ack(held!.receipt, { result: "from the ack" })
-            const row = yield* outboxRow(second.messageId)
-            assert.isNull(row.receipt)
-            assert.strictEqual(row.result, "in the transaction")
-            assert.strictEqual((yield* events).length, 1)
-            assert.isTrue(yield* receiptInvalid(queue.ack(held!.receipt)))
-          })
-        )
+              // consumeTransactional: the handler's transaction settled the row (result, event) before the ack.
+              const second = yield* formulaWithEndpoint
+              const [held] = yield* queue.receive()
+              yield* sql`UPDATE outbox SET delivered_at = now(), result = '"in the transaction"' WHERE message_id = ${second.messageId}`
+              yield* queue.ack(held!.receipt, { result: "from the ack" })
+              const row = yield* outboxRow(second.messageId)
+              assert.isNull(row.receipt)
+              assert.strictEqual(row.result, "in the transaction")
+              assert.strictEqual((yield* events).length, 1)
+              assert.isTrue(yield* receiptInvalid(queue.ack(held!.receipt)))
+            })
+          )
       )
 
       it.effect("release gives the delivery back at once without counting it", () =>
@@ -418,25 +437,27 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("capacity across two instances publishing at once: over by at most the other's submissions in flight", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const capacity = 40
-            const concurrency = 4
-            const a = yield* makeQueue({ capacity })
-            const b = yield* makeQueue({ capacity })
-            const fill = (queue: MessageQueueService) =>
-              Effect.forEach(
-                Array.from({ length: 2 * capacity }, (_, i) => i),
-                (i) => Effect.exit(queue.publish(message({ i }))),
-                { concurrency }
-              )
-            yield* Effect.all([fill(a), fill(b)], { concurrency: 2 })
-            const total = yield* unsettledCount
-            assert.isAtMost(total, capacity + concurrency, `${total} unsettled`)
-            assert.isAtLeast(total, capacity - concurrency, `${total} unsettled`)
-          })
-        )
+      it.effect(
+        "capacity across two instances publishing at once: over by at most the other's submissions in flight",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const capacity = 40
+              const concurrency = 4
+              const a = yield* makeQueue({ capacity })
+              const b = yield* makeQueue({ capacity })
+              const fill = (queue: MessageQueueService) =>
+                Effect.forEach(
+                  Array.from({ length: 2 * capacity }, (_, i) => i),
+                  (i) => Effect.exit(queue.publish(message({ i }))),
+                  { concurrency }
+                )
+              yield* Effect.all([fill(a), fill(b)], { concurrency: 2 })
+              const total = yield* unsettledCount
+              assert.isAtMost(total, capacity + concurrency, `${total} unsettled`)
+              assert.isAtLeast(total, capacity - concurrency, `${total} unsettled`)
+            })
+          )
       )
 
       if (database.name === "postgres") {
@@ -508,4 +529,3 @@ for (const database of testDatabases) {
     })
   })
 }
-
