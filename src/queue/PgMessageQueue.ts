@@ -59,15 +59,21 @@
  * six runs; filling in turns (nothing open at once) stops at exactly 40. On
  * the embedded database (one connection, one process) it is exact.
  *
- * Differences from the in-memory queue, by design: a settled, purged or
- * dead-lettered id stays in the table, so publishing it again is a duplicate
- * (memory forgets acked and purged ids); message ids must be UUIDs (the
+ * Differences from the in-memory queue, by design: `reserve` + `commit` write
+ * no row (the submit path's INSERT does; a message of one's own goes through
+ * `publish`), so a reserved id is never joined nor reported duplicate; a
+ * settled, purged or dead-lettered id stays in the table, so publishing it
+ * again is a duplicate (memory forgets acked and purged ids); message ids must be UUIDs (the
  * outbox's key; anything else is a defect); redeliveries (expiry, nack) queue
  * behind every message that never waited (new ones sort first, `-infinity`);
  * `pending` is this instance's open reservations; `totals` are this
  * instance's counters since it started; `attemptsOf` is always undefined (the
- * row's `attempts` is current, so readers take it from there). Database
- * failures: an ack fails with `AckNotRecorded` (503; nothing changed);
+ * row's `attempts` is current, so readers take it from there); the gauges
+ * are as of the latest count (every `pollInterval`, and each `stats`); an
+ * `AckNotRecorded` carries no message id (an ack knows only its receipt).
+ * Database failures: an ack fails with `AckNotRecorded` (503; unconfirmed: if
+ * the connection was lost after sending, it may have been recorded, and
+ * acking again then answers 409);
  * receive logs them and returns nothing (waiting out its long poll, retrying
  * each `pollInterval`); every other operation dies (500).
  */
@@ -75,8 +81,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Cause, Clock, Deferred, Duration, Effect, Latch, Layer, Queue } from "effect"
 import { encodeResult } from "../domain/MessageResult.ts"
 import { hasOneConnection } from "../store/Database.ts"
-import { type DatabaseUnavailable, FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
-import type { SqlError } from "effect/sql/SqlError"
+import { FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
 import { DeliverySignal } from "../webhooks/DeliverySignal.ts"
 import {
   type AckOptions,
@@ -475,7 +480,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
    * letter. The in-memory queue does this at the deadline; seen from outside, so does this one. A claim
    * does it too, for the rows it meets.
    */
-  const sweepExhausted: Effect.Effect<void, SqlError | DatabaseUnavailable> = Effect.gen(function* () {
+  const sweepExhausted: Effect.Effect<void> = Effect.gen(function* () {
     totals.expired += yield* q.expireDue({ now: new Date(now()), maxDeliveries: settings.maxDeliveries })
     while (true) {
       const at = now()
@@ -483,7 +488,10 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       yield* deadLetterExhausted(due, at)
       if (due.length < 100) return
     }
-  })
+  }).pipe(
+    // Best effort: what it leaves, the next sweep or claim does; whatever reads after it reads the table as is.
+    Effect.catch((error) => Effect.logWarning("PgMessageQueue: ending expired deliveries failed", error))
+  )
 
   // Swept first, so that a last delivery that expired counts as the dead letter it is.
   const readCounts = Effect.andThen(sweepExhausted, countNow)
@@ -594,7 +602,16 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
         return Effect.fail(new AckNotRecorded({ messageId: "", message }))
       }
       return store.settleByReceipt({ receipt, resultText: encoded.text, now: new Date(now()) }).pipe(
-        Effect.mapError((error) => new AckNotRecorded({ messageId: "", message: error.message })),
+        // A server that answered changed nothing. A connection lost after the statement was sent leaves
+        // the outcome unknown, and the receipt — cleared by a committed ack — cannot tell afterwards:
+        // acking again answers 204 (it was not recorded) or 409 (it was, or the receipt went stale).
+        Effect.mapError(
+          (error) =>
+            new AckNotRecorded({
+              messageId: "",
+              message: `the database did not confirm the ack (${error.message}); ack again: a 409 then means it was recorded or the receipt went stale`
+            })
+        ),
         Effect.flatMap((outcome) => {
           if (!outcome.changed) return receiptInvalid(receipt)
           totals.acked++

@@ -120,10 +120,15 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
   const expireDue = (expire: { readonly now: Date; readonly maxDeliveries: number }) =>
     Effect.map(
       sql<{ readonly expired: number }>`
-        WITH expired AS (
-          UPDATE outbox SET receipt = NULL
+        WITH due AS (
+          -- Rows someone else holds (a claim, another sweep) are theirs to handle: skipped, never waited for,
+          -- so sweeps in several instances cannot deadlock.
+          SELECT message_id FROM outbox
            WHERE visible_at > '-infinity' AND visible_at <= ${expire.now} AND receipt IS NOT NULL
              AND attempts < ${expire.maxDeliveries} AND ${unsettled}
+             FOR UPDATE SKIP LOCKED
+        ), expired AS (
+          UPDATE outbox o SET receipt = NULL FROM due WHERE o.message_id = due.message_id
           RETURNING 1
         )
         SELECT count(*)::int AS expired FROM expired`,

@@ -101,6 +101,12 @@ const unsettledCount = PgClient.PgClient.use((sql) =>
 const answer = <A, E>(fiber: Fiber.Fiber<A, E>) =>
   Fiber.join(fiber).pipe(Effect.timeout("10 seconds"), TestClock.withLive)
 
+/** The webhook dispatcher was woken (a statement wrote deliveries), within 10 real seconds. */
+const dispatcherWoken = DeliverySignal.use((signal) => signal.waitForWake).pipe(
+  Effect.timeout("10 seconds"),
+  TestClock.withLive
+)
+
 const receiptInvalid = <A, E>(effect: Effect.Effect<A, E>) =>
   Effect.map(Effect.exit(effect), (exit) =>
     Exit.isFailure(exit) && String(exit.cause).includes("ReceiptInvalid") ? true : `not ReceiptInvalid: ${exit}`
@@ -227,6 +233,7 @@ for (const database of testDatabases) {
               const [second] = yield* queue.receive()
               assert.strictEqual(second!.attempt, 2)
               yield* queue.nack(second!.receipt, { error: "boom", delay: "1 hour" })
+              yield* dispatcherWoken // its event's delivery may go out now
               const letters = yield* queue.deadLetters
               assert.deepStrictEqual(
                 letters.map((l) => [l.messageId, l.attempts, l.lastError]),
@@ -308,6 +315,7 @@ for (const database of testDatabases) {
               const first = yield* formulaWithEndpoint
               const [delivery] = yield* queue.receive()
               yield* queue.ack(delivery!.receipt, { result: { score: 7 } })
+              yield* dispatcherWoken
               assert.deepStrictEqual((yield* outboxRow(first.messageId)).result, { score: 7 })
               const [processed] = yield* events
               assert.deepStrictEqual(JSON.parse(processed!.body).data, {
