@@ -10,6 +10,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Deferred, type Duration, Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { spawnSync } from "node:child_process"
+import { randomUUID } from "node:crypto"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
@@ -25,7 +26,7 @@ const tempDir = Effect.acquireRelease(
 const lockFile = (dir: string) => join(dir, DataDirLock.lockFileName)
 const holderOf = (dir: string) => JSON.parse(readFileSync(lockFile(dir), "utf8"))
 const writeHolder = (dir: string, holder: { pid: number; host: string }) =>
-  writeFileSync(lockFile(dir), JSON.stringify({ ...holder, since: new Date().toISOString() }))
+  writeFileSync(lockFile(dir), JSON.stringify({ ...holder, since: new Date().toISOString(), token: randomUUID() }))
 
 /** A pid that ran and has exited. */
 const deadPid = () => spawnSync(process.execPath, ["-e", ""]).pid!
@@ -141,6 +142,27 @@ describe("DATA_DIR lock file", () => {
       yield* DataDirLock.acquire(dir, { wait: 0 })
       assert.deepInclude(holderOf(dir), { pid: process.pid, host: hostname() })
     }).pipe(Effect.scoped)
+  )
+
+  it.effect(
+    "many openers taking over one dead holder's file at once: exactly one gets it — protects the takeover looking again under its own lock",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        writeHolder(dir, { pid: deadPid(), host: hostname() })
+        const outcomes = yield* Effect.forEach(
+          Array.from({ length: 8 }, () => undefined),
+          () =>
+            Effect.gen(function* () {
+              const scope = yield* Scope.fork(yield* Effect.scope)
+              return yield* Effect.exit(Scope.provide(DataDirLock.acquire(dir, { wait: 0 }), scope))
+            }),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(outcomes.filter(Exit.isSuccess).length, 1, "one holder")
+        assert.strictEqual(outcomes.filter(Exit.isFailure).length, 7, "the others refused")
+        assert.deepInclude(holderOf(dir), { pid: process.pid })
+      }).pipe(Effect.scoped)
   )
 
   it.effect(
