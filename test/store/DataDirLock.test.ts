@@ -144,25 +144,23 @@ describe("DATA_DIR lock file", () => {
     }).pipe(Effect.scoped)
   )
 
-  it.effect(
-    "many openers taking over one dead holder's file at once: exactly one gets it — protects the takeover looking again under its own lock",
-    () =>
-      Effect.gen(function* () {
-        const dir = yield* tempDir
-        writeHolder(dir, { pid: deadPid(), host: hostname() })
-        const outcomes = yield* Effect.forEach(
-          Array.from({ length: 8 }, () => undefined),
-          () =>
-            Effect.gen(function* () {
-              const scope = yield* Scope.fork(yield* Effect.scope)
-              return yield* Effect.exit(Scope.provide(DataDirLock.acquire(dir, { wait: 0 }), scope))
-            }),
-          { concurrency: "unbounded" }
-        )
-        assert.strictEqual(outcomes.filter(Exit.isSuccess).length, 1, "one holder")
-        assert.strictEqual(outcomes.filter(Exit.isFailure).length, 7, "the others refused")
-        assert.deepInclude(holderOf(dir), { pid: process.pid })
-      }).pipe(Effect.scoped)
+  it.effect("many openers taking over one dead holder's file at once: exactly one gets it", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      writeHolder(dir, { pid: deadPid(), host: hostname() })
+      const outcomes = yield* Effect.forEach(
+        Array.from({ length: 8 }, () => undefined),
+        () =>
+          Effect.gen(function* () {
+            const scope = yield* Scope.fork(yield* Effect.scope)
+            return yield* Effect.exit(Scope.provide(DataDirLock.acquire(dir, { wait: 0 }), scope))
+          }),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(outcomes.filter(Exit.isSuccess).length, 1, "one holder")
+      assert.strictEqual(outcomes.filter(Exit.isFailure).length, 7, "the others refused")
+      assert.deepInclude(holderOf(dir), { pid: process.pid })
+    }).pipe(Effect.scoped)
   )
 
   it.effect(
