@@ -42,7 +42,13 @@ import * as Database from "./store/Database.ts"
 import * as InstanceLock from "./store/InstanceLock.ts"
 import { FormulaStore, type GroupCommitSettings, type SettleOutcome } from "./store/FormulaStore.ts"
 import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
-import { databaseChoice, type QueueBackend, QueueBackendSetting, QueuePollIntervalMs, type Settings } from "./Settings.ts"
+import {
+  databaseChoice,
+  type QueueBackend,
+  QueueBackendSetting,
+  QueuePollIntervalMs,
+  type Settings
+} from "./Settings.ts"
 import * as PgMessageQueue from "./queue/PgMessageQueue.ts"
 import { WebhookEndpoints } from "./webhooks/WebhookEndpoints.ts"
 import { type DispatcherOptions, WebhookDispatcher } from "./webhooks/Dispatcher.ts"

@@ -33,7 +33,8 @@
  *   schema's channel), on local commits, at the next due row (an expiry, a nack
  *   delay) and at least every `pollInterval` (the backstop: a lost connection,
  *   a notification missed while reconnecting). On the embedded database (one
- *   connection, nothing to LISTEN with) only the local wakes and the backstop.
+ *   connection, nothing to LISTEN with; or any pool of one) only the local
+ *   wakes and the backstop.
  *
  * Capacity (unsettled rows that are not dead letters) is approximate across
  * processes, and never counted on the hot path far from full. Each instance
@@ -73,8 +74,9 @@
 import { PgClient } from "@effect/sql-pg"
 import { Cause, Clock, Deferred, Duration, Effect, Latch, Layer, Queue } from "effect"
 import { encodeResult } from "../domain/MessageResult.ts"
-import { isEmbedded } from "../store/Database.ts"
-import { FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
+import { hasOneConnection } from "../store/Database.ts"
+import { type DatabaseUnavailable, FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
+import type { SqlError } from "effect/sql/SqlError"
 import { DeliverySignal } from "../webhooks/DeliverySignal.ts"
 import {
   type AckOptions,
@@ -140,8 +142,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   const store = yield* FormulaStore
   const signal = yield* DeliverySignal
   const clock = yield* Clock.Clock
-  const embedded = isEmbedded(sql)
-  const q = makePgQueueSql(sql, { announce: !embedded })
+  // The embedded database (or a pool of one): no connection to LISTEN with, so nothing to announce to.
+  const listening = !hasOneConnection(sql)
+  const q = makePgQueueSql(sql, { announce: listening })
   const owner = {}
 
   // The database's clock, read once: the queue's now is the Clock plus this.
@@ -218,7 +221,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     }
   }).pipe(Effect.annotateLogs({ module: "PgMessageQueue", fiber: "timer" }), Effect.interruptible, Effect.forkScoped)
 
-  if (!embedded) {
+  if (listening) {
     const channel = yield* Effect.orDie(q.readyChannel)
     const firstListen = Deferred.makeUnsafe<void>()
     // One LISTEN connection for the instance. If it fails (the connection dropped), the backstop
@@ -333,7 +336,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   // The gauges' readings, refreshed with the count every pollInterval (and by `stats`).
   let gauges = { ready: 0, delayed: 0, inFlight: 0, deadLettered: 0 }
 
-  const readCounts = Effect.suspend(() => {
+  const countNow = Effect.suspend(() => {
     const record = beginCount()
     return Effect.map(q.counts(new Date(now())), (row) => {
       gauges = { ready: row.ready, delayed: row.delayed, inFlight: row.in_flight, deadLettered: row.dead_lettered }
@@ -341,16 +344,6 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       return gauges
     })
   })
-
-  yield* Effect.orDie(readCounts)
-  yield* readCounts.pipe(
-    Effect.catch((error) => Effect.logWarning("PgMessageQueue: counting the queue failed", error)),
-    Effect.andThen(clock.sleep(Duration.millis(pollMs))),
-    Effect.forever,
-    Effect.annotateLogs({ module: "PgMessageQueue", fiber: "counts" }),
-    Effect.interruptible,
-    Effect.forkScoped
-  )
 
   yield* registerQueueMetrics(name, {
     ready: () => gauges.ready,
@@ -407,7 +400,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     Effect.suspend(() => {
       if (!uuidPattern.test(message.messageId)) {
         return Effect.die(
-          new TypeError(`PgMessageQueue: message ids are UUIDs (the outbox's key); got ${JSON.stringify(message.messageId)}`)
+          new TypeError(
+            `PgMessageQueue: message ids are UUIDs (the outbox's key); got ${JSON.stringify(message.messageId)}`
+          )
         )
       }
       const messageId = message.messageId.toLowerCase()
@@ -415,7 +410,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       return admit(messageId).pipe(
         // Full: a message already there is still answered as the duplicate it is.
         Effect.catchTag("QueueFull", (full) =>
-          Effect.flatMap(Effect.orDie(q.exists(messageId)), (found) => (found ? Effect.succeed(null) : Effect.fail(full)))
+          Effect.flatMap(Effect.orDie(q.exists(messageId)), (found) =>
+            found ? Effect.succeed(null) : Effect.fail(full)
+          )
         ),
         Effect.flatMap((admission) => {
           if (admission === null) {
@@ -463,7 +460,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
           .pipe(
             Effect.map((outcome) => {
               if (outcome.changed) {
-                totals.expired++
+                totals.expired++ // almost always: else its last nack's delay ended (maxDeliveries lowered since)
                 totals.deadLettered++
               }
               wakeDispatcher(outcome)
@@ -471,6 +468,35 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
           ),
       { discard: true }
     )
+
+  /**
+   * Ends every delivery whose deadline passed, before anything that lists or counts (and every
+   * pollInterval): one with deliveries left becomes ready (its receipt cleared), a last one a dead
+   * letter. The in-memory queue does this at the deadline; seen from outside, so does this one. A claim
+   * does it too, for the rows it meets.
+   */
+  const sweepExhausted: Effect.Effect<void, SqlError | DatabaseUnavailable> = Effect.gen(function* () {
+    totals.expired += yield* q.expireDue({ now: new Date(now()), maxDeliveries: settings.maxDeliveries })
+    while (true) {
+      const at = now()
+      const due = yield* q.exhaustedDue({ now: new Date(at), maxDeliveries: settings.maxDeliveries, limit: 100 })
+      yield* deadLetterExhausted(due, at)
+      if (due.length < 100) return
+    }
+  })
+
+  // Swept first, so that a last delivery that expired counts as the dead letter it is.
+  const readCounts = Effect.andThen(sweepExhausted, countNow)
+
+  yield* Effect.orDie(readCounts)
+  yield* readCounts.pipe(
+    Effect.catch((error) => Effect.logWarning("PgMessageQueue: counting the queue failed", error)),
+    Effect.andThen(clock.sleep(Duration.millis(pollMs))),
+    Effect.forever,
+    Effect.annotateLogs({ module: "PgMessageQueue", fiber: "counts" }),
+    Effect.interruptible,
+    Effect.forkScoped
+  )
 
   /** One claim (repeated while it met only rows to dead-letter); a database failure is logged: nothing. */
   const claim = (max: number, visibilityMs: number): Effect.Effect<ReadonlyArray<Delivery>> =>
@@ -491,6 +517,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
             continue
           }
           const attempt = row.attempts!
+          if (row.expired) totals.expired++
           totals.delivered++
           if (attempt > 1) totals.redelivered++
           deliveries.push({ messageId: row.message_id, receipt: row.receipt, attempt, body: jsonValue(row.body) })
@@ -561,7 +588,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       const encoded = encodeResult(ackOptions?.result)
       if (encoded._tag !== "Encoded") {
         const message =
-          encoded._tag === "TooLarge" ? `result is ${encoded.bytes} bytes serialized` : `result is not JSON: ${encoded.reason}`
+          encoded._tag === "TooLarge"
+            ? `result is ${encoded.bytes} bytes serialized`
+            : `result is not JSON: ${encoded.reason}`
         return Effect.fail(new AckNotRecorded({ messageId: "", message }))
       }
       return store.settleByReceipt({ receipt, resultText: encoded.text, now: new Date(now()) }).pipe(
@@ -638,16 +667,18 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
 
   // --- dead letters and the rest ----------------------------------------------------------
 
-  const deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>> = Effect.map(Effect.orDie(q.deadLetters), (rows) =>
-    rows.map(
-      (row): DeadLetter => ({
-        messageId: row.message_id,
-        attempts: row.attempts,
-        lastError: row.last_error ?? nackedError,
-        body: jsonValue(row.body),
-        deadLetteredAt: row.dead_lettered_at.getTime() - offset
-      })
-    )
+  const deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>> = Effect.map(
+    Effect.orDie(Effect.andThen(sweepExhausted, q.deadLetters)),
+    (rows) =>
+      rows.map(
+        (row): DeadLetter => ({
+          messageId: row.message_id,
+          attempts: row.attempts,
+          lastError: row.last_error ?? nackedError,
+          body: jsonValue(row.body),
+          deadLetteredAt: row.dead_lettered_at.getTime() - offset
+        })
+      )
   ).pipe(Effect.withSpan("PgMessageQueue.deadLetters"))
 
   // Ids that are not UUIDs name no row (and must not reach a uuid comparison).
@@ -658,6 +689,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     readonly messageIds?: ReadonlyArray<string> | undefined
   }) {
     // As many as fit, by a fresh count.
+    yield* Effect.orDie(sweepExhausted)
     const room = settings.capacity - (yield* Effect.orDie(q.capacityCount)) - open
     if (room <= 0) return 0
     const redriven = yield* Effect.orDie(
@@ -672,6 +704,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   const purge = Effect.fn("PgMessageQueue.purge")(function* (purgeOptions?: {
     readonly messageIds?: ReadonlyArray<string> | undefined
   }) {
+    yield* Effect.orDie(sweepExhausted)
     const purged = yield* Effect.orDie(q.purge({ messageIds: rowIds(purgeOptions?.messageIds), now: new Date(now()) }))
     totals.purged += purged
     return purged

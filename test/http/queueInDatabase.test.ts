@@ -47,7 +47,9 @@ for (const database of testDatabases) {
 
           const stale = yield* request("POST", "/queue/ack", { body: { receipt: delivery.receipt } })
           assertProblem(stale, 409)
-          const acked = yield* request("POST", "/queue/ack", { body: { receipt: redelivery.receipt, result: { ok: 1 } } })
+          const acked = yield* request("POST", "/queue/ack", {
+            body: { receipt: redelivery.receipt, result: { ok: 1 } }
+          })
           assert.strictEqual(acked.status, 204, acked.text)
           const processed = yield* request("GET", `/formulas/${formulaId}`)
           assert.strictEqual(processed.json.message.status, "processed")

@@ -9,7 +9,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Exit, Fiber, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric } from "effect"
 import { TestClock } from "effect/testing"
 import { randomUUID } from "node:crypto"
 import type { MessageQueueService } from "../../src/queue/MessageQueue.ts"
@@ -68,8 +68,9 @@ const formulaWithEndpoint = Effect.gen(function* () {
   return { formulaId, messageId }
 })
 
-const events = PgClient.PgClient.use((sql) =>
-  sql<{ readonly type: string; readonly body: string }>`SELECT type, body FROM webhook_events ORDER BY created_at, id`
+const events = PgClient.PgClient.use(
+  (sql) =>
+    sql<{ readonly type: string; readonly body: string }>`SELECT type, body FROM webhook_events ORDER BY created_at, id`
 )
 
 const outboxRow = (messageId: string) =>
@@ -113,7 +114,10 @@ for (const database of testDatabases) {
           Effect.gen(function* () {
             const queue = yield* makeQueue()
             const published = message({ a: [1, "two"] })
-            assert.deepStrictEqual(yield* queue.publish(published), { messageId: published.messageId, duplicate: false })
+            assert.deepStrictEqual(yield* queue.publish(published), {
+              messageId: published.messageId,
+              duplicate: false
+            })
             assert.deepStrictEqual(yield* queue.publish(published), { messageId: published.messageId, duplicate: true })
 
             const [delivery, ...rest] = yield* queue.receive({ max: 10 })
@@ -139,25 +143,27 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("an expired receipt is stale before the redelivery; the redelivery is attempt 2 with a new receipt", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const queue = yield* makeQueue()
-            yield* queue.publish(message())
-            const [first] = yield* queue.receive({ visibilityTimeout: "10 seconds" })
-            yield* TestClock.adjust("9999 millis")
-            yield* queue.extend(first!.receipt, "10 seconds") // still current: its deadline moves on
-            yield* TestClock.adjust("10 seconds")
-            assert.isTrue(yield* receiptInvalid(queue.ack(first!.receipt)))
-            assert.strictEqual((yield* queue.stats).ready, 1)
-            const [second] = yield* queue.receive()
-            assert.strictEqual(second!.attempt, 2)
-            assert.notStrictEqual(second!.receipt, first!.receipt)
-            assert.isTrue(yield* receiptInvalid(queue.nack(first!.receipt)))
-            yield* queue.ack(second!.receipt, { result: { ok: true } })
-            assert.deepStrictEqual((yield* outboxRow(second!.messageId)).result, { ok: true })
-          })
-        )
+      it.effect(
+        "an expired receipt is stale before the redelivery; the redelivery is attempt 2 with a new receipt",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const queue = yield* makeQueue()
+              yield* queue.publish(message())
+              const [first] = yield* queue.receive({ visibilityTimeout: "10 seconds" })
+              yield* TestClock.adjust("9999 millis")
+              yield* queue.extend(first!.receipt, "10 seconds") // still current: its deadline moves on
+              yield* TestClock.adjust("10 seconds")
+              assert.isTrue(yield* receiptInvalid(queue.ack(first!.receipt)))
+              assert.strictEqual((yield* queue.stats).ready, 1)
+              const [second] = yield* queue.receive()
+              assert.strictEqual(second!.attempt, 2)
+              assert.notStrictEqual(second!.receipt, first!.receipt)
+              assert.isTrue(yield* receiptInvalid(queue.nack(first!.receipt)))
+              yield* queue.ack(second!.receipt, { result: { ok: true } })
+              assert.deepStrictEqual((yield* outboxRow(second!.messageId)).result, { ok: true })
+            })
+          )
       )
 
       it.effect("a long poll wakes for a message published meanwhile, and at the next expiry", () =>
@@ -185,59 +191,63 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("a long poll asleep until a later deadline wakes when this instance's nack makes a row due sooner", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const queue = yield* makeQueue()
-            yield* queue.publish(message())
-            yield* queue.publish(message())
-            const [first] = yield* queue.receive({ visibilityTimeout: "1 hour" })
-            yield* queue.receive({ visibilityTimeout: "1 hour" })
-            const waiting = yield* Effect.forkChild(queue.receive({ wait: "2 hours" }))
-            yield* Effect.yieldNow
-            assert.strictEqual((yield* queue.stats).waiting, 1) // counted from its start, not once asleep
-            yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
-            yield* queue.nack(first!.receipt, { delay: "5 seconds" })
-            yield* TestClock.adjust("5 seconds")
-            const [again] = yield* answer(waiting)
-            assert.strictEqual(again!.messageId, first!.messageId)
-            assert.strictEqual(again!.attempt, 2)
-            assert.strictEqual((yield* queue.stats).waiting, 0)
-          })
-        )
+      it.effect(
+        "a long poll asleep until a later deadline wakes when this instance's nack makes a row due sooner",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const queue = yield* makeQueue()
+              yield* queue.publish(message())
+              yield* queue.publish(message())
+              const [first] = yield* queue.receive({ visibilityTimeout: "1 hour" })
+              yield* queue.receive({ visibilityTimeout: "1 hour" })
+              const waiting = yield* Effect.forkChild(queue.receive({ wait: "2 hours" }))
+              yield* Effect.yieldNow
+              assert.strictEqual((yield* queue.stats).waiting, 1) // counted from its start, not once asleep
+              yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              yield* queue.nack(first!.receipt, { delay: "5 seconds" })
+              yield* TestClock.adjust("5 seconds")
+              const [again] = yield* answer(waiting)
+              assert.strictEqual(again!.messageId, first!.messageId)
+              assert.strictEqual(again!.attempt, 2)
+              assert.strictEqual((yield* queue.stats).waiting, 0)
+            })
+          )
       )
 
-      it.effect("nack of the last delivery dead-letters at once, with its error and a formula.dead_lettered event", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const queue = yield* makeQueue({ maxDeliveries: 2 })
-            const { formulaId, messageId } = yield* formulaWithEndpoint
-            const [first] = yield* queue.receive()
-            yield* queue.nack(first!.receipt, { error: "first" }) // no delay: ready again
-            const [second] = yield* queue.receive()
-            assert.strictEqual(second!.attempt, 2)
-            yield* queue.nack(second!.receipt, { error: "boom", delay: "1 hour" })
-            const letters = yield* queue.deadLetters
-            assert.deepStrictEqual(
-              letters.map((l) => [l.messageId, l.attempts, l.lastError]),
-              [[messageId, 2, "boom"]]
-            )
-            assert.deepStrictEqual(yield* queue.receive(), [])
-            const [event] = yield* events
-            assert.strictEqual(event!.type, "formula.dead_lettered")
-            const body = JSON.parse(event!.body)
-            assert.deepStrictEqual(body.data, { formulaId, messageId, attempts: 2, lastError: "boom" })
+      it.effect(
+        "nack of the last delivery dead-letters at once, with its error and a formula.dead_lettered event",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const queue = yield* makeQueue({ maxDeliveries: 2 })
+              const { formulaId, messageId } = yield* formulaWithEndpoint
+              const [first] = yield* queue.receive()
+              yield* queue.nack(first!.receipt, { error: "first" }) // no delay: ready again
+              const [second] = yield* queue.receive()
+              assert.strictEqual(second!.attempt, 2)
+              yield* queue.nack(second!.receipt, { error: "boom", delay: "1 hour" })
+              const letters = yield* queue.deadLetters
+              assert.deepStrictEqual(
+                letters.map((l) => [l.messageId, l.attempts, l.lastError]),
+                [[messageId, 2, "boom"]]
+              )
+              assert.deepStrictEqual(yield* queue.receive(), [])
+              const [event] = yield* events
+              assert.strictEqual(event!.type, "formula.dead_lettered")
+              const body = JSON.parse(event!.body)
+              assert.deepStrictEqual(body.data, { formulaId, messageId, attempts: 2, lastError: "boom" })
 
-            assert.strictEqual(yield* queue.redrive(), 1)
-            const [redriven] = yield* queue.receive()
-            assert.strictEqual(redriven!.attempt, 1)
-            yield* queue.nack(redriven!.receipt)
-            const [again] = yield* queue.receive()
-            yield* queue.nack(again!.receipt)
-            assert.strictEqual(yield* queue.purge(), 1)
-            assert.deepStrictEqual(yield* queue.deadLetters, [])
-          })
-        )
+              assert.strictEqual(yield* queue.redrive(), 1)
+              const [redriven] = yield* queue.receive()
+              assert.strictEqual(redriven!.attempt, 1)
+              yield* queue.nack(redriven!.receipt)
+              const [again] = yield* queue.receive()
+              yield* queue.nack(again!.receipt)
+              assert.strictEqual(yield* queue.purge(), 1)
+              assert.deepStrictEqual(yield* queue.deadLetters, [])
+            })
+          )
       )
 
       it.effect("an expired last delivery is dead-lettered by the next claim, not delivered, with its event", () =>
@@ -255,7 +265,7 @@ for (const database of testDatabases) {
             assert.isTrue(yield* receiptInvalid(queue.ack(only!.receipt)))
             const [letter] = yield* queue.deadLetters
             // In the Clock's frame, like the in-memory queue's.
-            assert.strictEqual(letter!.deadLetteredAt, (yield* Effect.clockWith((c) => c.currentTimeMillis)))
+            assert.strictEqual(letter!.deadLetteredAt, yield* Effect.clockWith((c) => c.currentTimeMillis))
             assert.deepStrictEqual(
               (yield* events).map((e) => [e.type, JSON.parse(e.body).data.lastError]),
               [["formula.dead_lettered", "visibility timeout expired"]]
@@ -264,34 +274,60 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("ack settles with its result and one formula.processed event; an ack of a row already settled only clears the receipt", () =>
+      it.effect("without any claim, stats and dead letters see expired deliveries as the in-memory queue would", () =>
         withQueues(
           Effect.gen(function* () {
-            const sql = yield* PgClient.PgClient
-            const queue = yield* makeQueue()
-            const first = yield* formulaWithEndpoint
-            const [delivery] = yield* queue.receive()
-            yield* queue.ack(delivery!.receipt, { result: { score: 7 } })
-            assert.deepStrictEqual((yield* outboxRow(first.messageId)).result, { score: 7 })
-            const [processed] = yield* events
-            assert.deepStrictEqual(JSON.parse(processed!.body).data, {
-              formulaId: first.formulaId,
-              messageId: first.messageId,
-              result: { score: 7 }
-            })
-
-            // consumeTransactional: the handler's transaction settled the row (result, event) before the ack.
-            const second = yield* formulaWithEndpoint
-            const [held] = yield* queue.receive()
-            yield* sql`UPDATE outbox SET delivered_at = now(), result = '"in the transaction"' WHERE message_id = ${second.messageId}`
-            yield* queue.ack(held!.receipt, { result: "from the ack" })
-            const row = yield* outboxRow(second.messageId)
-            assert.isNull(row.receipt)
-            assert.strictEqual(row.result, "in the transaction")
+            const queue = yield* makeQueue({ maxDeliveries: 2 })
+            const { messageId } = yield* formulaWithEndpoint
+            const [first] = yield* queue.receive({ visibilityTimeout: "1 second" })
+            yield* TestClock.adjust("1 second")
+            const expired = yield* queue.stats
+            assert.deepStrictEqual([expired.ready, expired.inFlight, expired.totals.expired], [1, 0, 1])
+            assert.isTrue(yield* receiptInvalid(queue.ack(first!.receipt)))
+            yield* queue.receive({ visibilityTimeout: "1 second" })
+            yield* TestClock.adjust("1 second")
+            const [letter] = yield* queue.deadLetters
+            assert.deepStrictEqual(
+              [letter!.messageId, letter!.attempts, letter!.lastError],
+              [messageId, 2, "visibility timeout expired"]
+            )
             assert.strictEqual((yield* events).length, 1)
-            assert.isTrue(yield* receiptInvalid(queue.ack(held!.receipt)))
+            const stats = yield* queue.stats
+            assert.deepStrictEqual([stats.deadLettered, stats.ready, stats.size], [1, 0, 0])
           })
         )
+      )
+
+      it.effect(
+        "ack settles with its result and one formula.processed event; an ack of a row already settled only clears the receipt",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const sql = yield* PgClient.PgClient
+              const queue = yield* makeQueue()
+              const first = yield* formulaWithEndpoint
+              const [delivery] = yield* queue.receive()
+              yield* queue.ack(delivery!.receipt, { result: { score: 7 } })
+              assert.deepStrictEqual((yield* outboxRow(first.messageId)).result, { score: 7 })
+              const [processed] = yield* events
+              assert.deepStrictEqual(JSON.parse(processed!.body).data, {
+                formulaId: first.formulaId,
+                messageId: first.messageId,
+                result: { score: 7 }
+              })
+
+              // consumeTransactional: the handler's transaction settled the row (result, event) before the ack.
+              const second = yield* formulaWithEndpoint
+              const [held] = yield* queue.receive()
+              yield* sql`UPDATE outbox SET delivered_at = now(), result = '"in the transaction"' WHERE message_id = ${second.messageId}`
+              yield* queue.ack(held!.receipt, { result: "from the ack" })
+              const row = yield* outboxRow(second.messageId)
+              assert.isNull(row.receipt)
+              assert.strictEqual(row.result, "in the transaction")
+              assert.strictEqual((yield* events).length, 1)
+              assert.isTrue(yield* receiptInvalid(queue.ack(held!.receipt)))
+            })
+          )
       )
 
       it.effect("release gives the delivery back at once without counting it", () =>
@@ -304,6 +340,29 @@ for (const database of testDatabases) {
             const [again] = yield* queue.receive()
             assert.strictEqual(again!.attempt, 1)
           })
+        )
+      )
+
+      it.effect("exposes the in-memory queue's metrics: gauges from the latest count, totals of this instance", () =>
+        withQueues(
+          Effect.gen(function* () {
+            const queue = yield* makeQueue({ name: "pg-metrics-test" })
+            yield* queue.publish(message())
+            yield* queue.publish(message())
+            const [delivery] = yield* queue.receive()
+            yield* queue.ack(delivery!.receipt)
+            yield* queue.stats // a count, as every pollInterval
+            const snapshots = (yield* Metric.snapshot).filter((s) => s.attributes?.["queue"] === "pg-metrics-test")
+            const value = (id: string) => {
+              const state = snapshots.find((s) => s.id === id)?.state as { value?: number; count?: number } | undefined
+              return state?.value ?? state?.count
+            }
+            assert.strictEqual(value("queue_messages_ready"), 1)
+            assert.strictEqual(value("queue_messages_in_flight"), 0)
+            assert.strictEqual(value("queue_published_total"), 2)
+            assert.strictEqual(value("queue_delivered_total"), 1)
+            assert.strictEqual(value("queue_acked_total"), 1)
+          }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
         )
       )
 
@@ -370,25 +429,27 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("capacity across two instances publishing at once: over by at most the other's submissions in flight", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const capacity = 40
-            const concurrency = 4
-            const a = yield* makeQueue({ capacity })
-            const b = yield* makeQueue({ capacity })
-            const fill = (queue: MessageQueueService) =>
-              Effect.forEach(
-                Array.from({ length: 2 * capacity }, (_, i) => i),
-                (i) => Effect.exit(queue.publish(message({ i }))),
-                { concurrency }
-              )
-            yield* Effect.all([fill(a), fill(b)], { concurrency: 2 })
-            const total = yield* unsettledCount
-            assert.isAtMost(total, capacity + concurrency, `${total} unsettled`)
-            assert.isAtLeast(total, capacity - concurrency, `${total} unsettled`)
-          })
-        )
+      it.effect(
+        "capacity across two instances publishing at once: over by at most the other's submissions in flight",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const capacity = 40
+              const concurrency = 4
+              const a = yield* makeQueue({ capacity })
+              const b = yield* makeQueue({ capacity })
+              const fill = (queue: MessageQueueService) =>
+                Effect.forEach(
+                  Array.from({ length: 2 * capacity }, (_, i) => i),
+                  (i) => Effect.exit(queue.publish(message({ i }))),
+                  { concurrency }
+                )
+              yield* Effect.all([fill(a), fill(b)], { concurrency: 2 })
+              const total = yield* unsettledCount
+              assert.isAtMost(total, capacity + concurrency, `${total} unsettled`)
+              assert.isAtLeast(total, capacity - concurrency, `${total} unsettled`)
+            })
+          )
       )
 
       if (database.name === "postgres") {
@@ -402,6 +463,37 @@ for (const database of testDatabases) {
               const published = message()
               yield* a.publish(published)
               // The TestClock never moves: only the notification can end this wait.
+              const [delivery] = yield* answer(waiting)
+              assert.strictEqual(delivery!.messageId, published.messageId)
+            })
+          )
+        )
+
+        it.effect("after its LISTEN connection is killed, an instance listens again and is woken as before", () =>
+          withQueues(
+            Effect.gen(function* () {
+              const sql = yield* PgClient.PgClient
+              const a = yield* makeQueue()
+              const b = yield* makeQueue()
+              const [{ channel }] = yield* sql<{ readonly channel: string }>`
+                SELECT 'formula_queue_' || md5(current_schema()) AS channel`
+              const listeners = sql<{ readonly pid: number }>`
+                SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${channel}"`}`
+              const killed = (yield* listeners).map((row) => row.pid)
+              assert.strictEqual(killed.length, 2, "one LISTEN connection per instance")
+              yield* sql`SELECT pg_terminate_backend(pid) FROM unnest(${killed}::int[]) AS pid`
+              // They retry after a pollInterval (the TestClock's), then listen on new connections.
+              yield* Effect.sleep("200 millis").pipe(TestClock.withLive)
+              yield* TestClock.adjust("1 hour")
+              for (let tries = 0; tries < 100; tries++) {
+                const pids = (yield* listeners).map((row) => row.pid)
+                if (pids.length === 2 && pids.every((pid) => !killed.includes(pid))) break
+                yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              }
+              const waiting = yield* Effect.forkChild(b.receive({ wait: "2 hours" }))
+              yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              const published = message()
+              yield* a.publish(published)
               const [delivery] = yield* answer(waiting)
               assert.strictEqual(delivery!.messageId, published.messageId)
             })
@@ -429,4 +521,3 @@ for (const database of testDatabases) {
     })
   })
 }
-
