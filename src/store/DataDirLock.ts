@@ -32,7 +32,7 @@ export const lockFileName = "formula-intake.lock"
 /** How often a waiting process asks again. */
 const retryEvery = Duration.millis(200)
 
-interface Holder {
+export interface Holder {
   readonly pid: number
   readonly host: string
   readonly since: string
@@ -98,7 +98,7 @@ const createExclusive = async (aside: string, path: string, holder: Holder) => {
  * exclusively next to the file, and each looks again before removing. A
  * takeover whose process died midway leaves that directory: cleared once 10 s old.
  */
-const removeStale = async (path: string, stale: Holder) => {
+export const removeStale = async (path: string, stale: Holder) => {
   const mutex = `${path}.takeover`
   try {
     await mkdir(mutex)

@@ -163,6 +163,21 @@ describe("DATA_DIR lock file", () => {
     }).pipe(Effect.scoped)
   )
 
+  it("taking over looks again first: a stale holder's file already replaced by a live one's is left alone", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "formula-intake-lock-"))
+    try {
+      writeHolder(dir, { pid: deadPid(), host: hostname() })
+      const stale = holderOf(dir)
+      writeHolder(dir, { pid: process.ppid, host: hostname() }) // another process took it over meanwhile
+      const fresh = holderOf(dir)
+      await DataDirLock.removeStale(lockFile(dir), stale)
+      assert.deepStrictEqual(holderOf(dir), fresh, "the fresh lock file is still there")
+      assert.isFalse(existsSync(`${lockFile(dir)}.takeover`), "the takeover's own lock is gone")
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it.effect(
     "a lock file naming this very pid while this process does not hold it (a restarted container gets its pid again) is taken over",
     () =>
