@@ -21,7 +21,8 @@
  * the embedded database is allowed, and is one process too.
  */
 import { Clock, Duration, Effect, type Scope } from "effect"
-import { link, readFile, rm, unlink, writeFile } from "node:fs/promises"
+import { link, mkdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises"
+import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { join, resolve } from "node:path"
 import { StartupFailed } from "../Settings.ts"
@@ -31,16 +32,25 @@ export const lockFileName = "formula-intake.lock"
 /** How often a waiting process asks again. */
 const retryEvery = Duration.millis(200)
 
-interface Holder {
+export interface Holder {
   readonly pid: number
   readonly host: string
   readonly since: string
+  /** Tells this process's lock files from a former process's with the same pid. */
+  readonly token: string
 }
 
-/** Lock files this process holds (two embedded databases on one directory in one process are refused too). */
-const heldHere = new Set<string>()
+/**
+ * The lock files this process has written or is writing (path and token): a
+ * second embedded database on one directory in one process waits like another
+ * process, while a file with our pid and an unknown token is a former life's.
+ */
+const ours = new Set<string>()
+const key = (path: string, token: string) => `${path}\0${token}`
 
-type Attempt = { readonly _tag: "Taken" } | { readonly _tag: "Held"; readonly holder: Holder | undefined }
+type Attempt =
+  | { readonly _tag: "Taken"; readonly token: string }
+  | { readonly _tag: "Held"; readonly holder: Holder | undefined }
 
 const isRunning = (pid: number) => {
   try {
@@ -51,14 +61,17 @@ const isRunning = (pid: number) => {
   }
 }
 
-/** Gone for sure: on this host and not running, or our pid while we do not hold it. */
+/** Gone for sure: on this host and not running, or our pid but not written by this process. */
 const isGone = (path: string, holder: Holder) =>
-  holder.host === hostname() && (holder.pid === process.pid ? !heldHere.has(path) : !isRunning(holder.pid))
+  holder.host === hostname() &&
+  (holder.pid === process.pid ? !ours.has(key(path, holder.token)) : !isRunning(holder.pid))
 
 const readHolder = async (path: string): Promise<Holder | undefined> => {
   try {
     const parsed = JSON.parse(await readFile(path, "utf8"))
-    return typeof parsed?.pid === "number" && typeof parsed?.host === "string" ? parsed : undefined
+    return typeof parsed?.pid === "number" && typeof parsed?.host === "string" && typeof parsed?.token === "string"
+      ? parsed
+      : undefined
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") throw error
     return undefined // not ours to understand: never taken over, the message names the file
@@ -78,16 +91,48 @@ const createExclusive = async (aside: string, path: string, holder: Holder) => {
   }
 }
 
+/**
+ * Removes the lock file if it still names `stale`. Two processes taking over
+ * one stale file must not both succeed (the second would remove the first's
+ * fresh file): removals go one at a time, under a directory created
+ * exclusively next to the file, and each looks again before removing. A
+ * takeover whose process died midway leaves that directory: cleared once 10 s old.
+ */
+export const removeStale = async (path: string, stale: Holder) => {
+  const mutex = `${path}.takeover`
+  try {
+    await mkdir(mutex)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+    const since = await stat(mutex).then(
+      (info) => info.mtimeMs,
+      () => undefined
+    )
+    if (since !== undefined && Date.now() - since > 10_000) await rm(mutex, { recursive: true, force: true })
+    return // another takeover is under way: try again
+  }
+  try {
+    const now = await readHolder(path).catch(() => undefined)
+    if (now?.token === stale.token) await rm(path, { force: true })
+  } finally {
+    await rm(mutex, { recursive: true, force: true })
+  }
+}
+
 const tryTake = async (path: string): Promise<Attempt> => {
   const aside = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`
-  const me: Holder = { pid: process.pid, host: hostname(), since: new Date().toISOString() }
+  const token = randomUUID()
+  const me: Holder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), token }
+  // Known before the file exists: another attempt in this process that reads it meanwhile must see it as held.
+  ours.add(key(path, token))
+  let taken = false
   await writeFile(aside, `${JSON.stringify(me)}\n`)
   try {
     for (let tries = 0; tries < 3; tries++) {
       try {
         await createExclusive(aside, path, me)
-        heldHere.add(path)
-        return { _tag: "Taken" }
+        taken = true
+        return { _tag: "Taken", token }
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
       }
@@ -98,19 +143,20 @@ const tryTake = async (path: string): Promise<Attempt> => {
         continue // removed meanwhile: try again
       }
       if (holder === undefined || !isGone(path, holder)) return { _tag: "Held", holder }
-      await rm(path, { force: true }) // a dead holder's file: take it over
+      await removeStale(path, holder) // a dead holder's file: take it over
     }
     return { _tag: "Held", holder: undefined }
   } finally {
+    if (!taken) ours.delete(key(path, token))
     await rm(aside, { force: true })
   }
 }
 
-/** Removes the lock file if it is still this process's. */
-const release = async (path: string) => {
-  heldHere.delete(path)
+/** Removes the lock file if it is still the one this holder wrote. */
+const release = async (path: string, token: string) => {
   const holder = await readHolder(path).catch(() => undefined)
-  if (holder !== undefined && holder.pid === process.pid && holder.host === hostname()) await unlink(path)
+  if (holder?.token === token) await unlink(path)
+  ours.delete(key(path, token))
 }
 
 const failure = (dataDir: string, path: string, error: unknown) =>
@@ -130,10 +176,16 @@ export const acquire = (
     const path = join(resolve(dataDir), lockFileName)
     const waitMs = Duration.toMillis(Duration.fromInputUnsafe(options.wait))
     const deadline = (yield* Clock.currentTimeMillis) + waitMs
-    const take = Effect.tryPromise({ try: () => tryTake(path), catch: (error) => failure(dataDir, path, error) })
+    // Each attempt and, when it took the file, its removal with the scope are one step: an interruption
+    // (SIGTERM while waiting) cannot fall between them and leave the file behind.
+    const take = Effect.acquireRelease(
+      Effect.tryPromise({ try: () => tryTake(path), catch: (error) => failure(dataDir, path, error) }),
+      (result) =>
+        result._tag === "Taken" ? Effect.promise(() => release(path, result.token).catch(() => undefined)) : Effect.void
+    )
     for (let attempt = 1; ; attempt++) {
       const result = yield* take
-      if (result._tag === "Taken") break
+      if (result._tag === "Taken") return
       const holder =
         result.holder === undefined ? "another process" : `process ${result.holder.pid} on ${result.holder.host}`
       const left = deadline - (yield* Clock.currentTimeMillis)
@@ -153,5 +205,4 @@ export const acquire = (
       }
       yield* Effect.sleep(Duration.min(retryEvery, Duration.millis(left)))
     }
-    yield* Effect.addFinalizer(() => Effect.promise(() => release(path).catch(() => undefined)))
   })

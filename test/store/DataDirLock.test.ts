@@ -10,6 +10,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Deferred, type Duration, Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { spawnSync } from "node:child_process"
+import { randomUUID } from "node:crypto"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
@@ -25,7 +26,7 @@ const tempDir = Effect.acquireRelease(
 const lockFile = (dir: string) => join(dir, DataDirLock.lockFileName)
 const holderOf = (dir: string) => JSON.parse(readFileSync(lockFile(dir), "utf8"))
 const writeHolder = (dir: string, holder: { pid: number; host: string }) =>
-  writeFileSync(lockFile(dir), JSON.stringify({ ...holder, since: new Date().toISOString() }))
+  writeFileSync(lockFile(dir), JSON.stringify({ ...holder, since: new Date().toISOString(), token: randomUUID() }))
 
 /** A pid that ran and has exited. */
 const deadPid = () => spawnSync(process.execPath, ["-e", ""]).pid!
@@ -142,6 +143,40 @@ describe("DATA_DIR lock file", () => {
       assert.deepInclude(holderOf(dir), { pid: process.pid, host: hostname() })
     }).pipe(Effect.scoped)
   )
+
+  it.effect("many openers taking over one dead holder's file at once: exactly one gets it", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      writeHolder(dir, { pid: deadPid(), host: hostname() })
+      const outcomes = yield* Effect.forEach(
+        Array.from({ length: 8 }, () => undefined),
+        () =>
+          Effect.gen(function* () {
+            const scope = yield* Scope.fork(yield* Effect.scope)
+            return yield* Effect.exit(Scope.provide(DataDirLock.acquire(dir, { wait: 0 }), scope))
+          }),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(outcomes.filter(Exit.isSuccess).length, 1, "one holder")
+      assert.strictEqual(outcomes.filter(Exit.isFailure).length, 7, "the others refused")
+      assert.deepInclude(holderOf(dir), { pid: process.pid })
+    }).pipe(Effect.scoped)
+  )
+
+  it("taking over looks again first: a stale holder's file already replaced by a live one's is left alone", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "formula-intake-lock-"))
+    try {
+      writeHolder(dir, { pid: deadPid(), host: hostname() })
+      const stale = holderOf(dir)
+      writeHolder(dir, { pid: process.ppid, host: hostname() }) // another process took it over meanwhile
+      const fresh = holderOf(dir)
+      await DataDirLock.removeStale(lockFile(dir), stale)
+      assert.deepStrictEqual(holderOf(dir), fresh, "the fresh lock file is still there")
+      assert.isFalse(existsSync(`${lockFile(dir)}.takeover`), "the takeover's own lock is gone")
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 
   it.effect(
     "a lock file naming this very pid while this process does not hold it (a restarted container gets its pid again) is taken over",
