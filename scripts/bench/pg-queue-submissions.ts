@@ -17,6 +17,7 @@ import {
   checkpoint,
   createDatabase,
   type PgbenchResult,
+  pgbenchScript,
   redact,
   rowCounts,
   runPgbench,
@@ -50,11 +51,13 @@ export interface Cell {
   readonly concurrency: number
   readonly wrk: Measured<WrkResult>
   readonly pgbench: Measured<PgbenchResult> | undefined
+  readonly pgbenchNotify: Measured<PgbenchResult> | undefined
 }
 
 export interface Result {
   readonly cells: ReadonlyArray<Cell>
   readonly pgbench: ReadonlyArray<readonly [number, Measured<PgbenchResult>]>
+  readonly pgbenchNotify: ReadonlyArray<readonly [number, Measured<PgbenchResult>]>
   readonly commands: ReadonlyArray<readonly [string, string]>
   readonly check: { readonly ok: boolean; readonly text: string }
   readonly unexpected: number
@@ -99,6 +102,7 @@ export const postgresQueueSubmissions = async (options: Options): Promise<Result
   }
   const cells: Array<Cell> = []
   const pgbench = new Map<number, Measured<PgbenchResult>>()
+  const pgbenchNotify = new Map<number, Measured<PgbenchResult>>()
   let created = 0
   let inFlightBound = 0
   let pgbenchAdded = 0
@@ -150,7 +154,13 @@ export const postgresQueueSubmissions = async (options: Options): Promise<Result
       )
     const bad = measured.main.requests - (measured.main.statuses["201"] ?? 0) + measured.main.socketErrors
     unexpected += bad
-    const cell: Cell = { instances: servers.length as 1 | 2, concurrency: c, wrk: measured, pgbench: pgbench.get(c) }
+    const cell: Cell = {
+      instances: servers.length as 1 | 2,
+      concurrency: c,
+      wrk: measured,
+      pgbench: pgbench.get(c),
+      pgbenchNotify: pgbenchNotify.get(c)
+    }
     cells.push(cell)
     const ref = pgbench.get(c)
     log(
@@ -167,33 +177,40 @@ export const postgresQueueSubmissions = async (options: Options): Promise<Result
     commands.set("service (each instance)", first.command.replace(/PORT=\d+/, "PORT=$PORT"))
     const start0 = await rowCounts(url)
     for (const c of levels) {
-      const before = await rowCounts(url)
-      let transactions = 0
-      const measured = await leastDisturbed(async () => {
-        await checkpoint(url)
-        const background = await backgroundLoad(400)
-        const warm = await runPgbench({ url, clients: c, durationS: warmupS, script: submissionNotifyScript })
-        const { result, cpu } = await measureCpu(undefined, durationS * 1000 - 300, (onSpawn) =>
-          runPgbench({
-            url,
-            clients: c,
-            durationS,
-            logPrefix: join(tmp, `pgbench-pgq-${c}`),
-            onSpawn,
-            script: submissionNotifyScript
-          })
+      // Two references: the submission statement as the in-memory backend's bench runs it (the main ratio,
+      // as the HTTP table above), and with the NOTIFY the postgres backend adds to it.
+      for (const [kind, script] of [
+        ["plain", pgbenchScript],
+        ["notify", submissionNotifyScript]
+      ] as const) {
+        const before = await rowCounts(url)
+        let transactions = 0
+        const measured = await leastDisturbed(async () => {
+          await checkpoint(url)
+          const background = await backgroundLoad(400)
+          const warm = await runPgbench({ url, clients: c, durationS: warmupS, script })
+          const { result, cpu } = await measureCpu(undefined, durationS * 1000 - 300, (onSpawn) =>
+            runPgbench({
+              url,
+              clients: c,
+              durationS,
+              logPrefix: join(tmp, `pgbench-pgq-${kind}-${c}`),
+              onSpawn,
+              script
+            })
+          )
+          transactions += warm.transactions + result.transactions
+          return { main: result, cpu, background }
+        })
+        const after = await settledRowCounts(url)
+        pgbenchAdded += after.formulas - before.formulas
+        if (after.formulas - before.formulas !== transactions) unexpected++
+        ;(kind === "plain" ? pgbench : pgbenchNotify).set(c, measured)
+        if (c === highest) commands.set(`pgbench (${kind})`, shown(measured.main.command, c))
+        log(
+          `  pgbench ${kind.padEnd(6)} c=${String(c).padStart(3)}: ${Math.round(measured.main.tps)}/s p50 ${measured.main.latencyMs.p50.toFixed(2)} p99 ${measured.main.latencyMs.p99.toFixed(2)} ms`
         )
-        transactions += warm.transactions + result.transactions
-        return { main: result, cpu, background }
-      })
-      const after = await settledRowCounts(url)
-      pgbenchAdded += after.formulas - before.formulas
-      if (after.formulas - before.formulas !== transactions) unexpected++
-      pgbench.set(c, measured)
-      if (c === highest) commands.set("pgbench", shown(measured.main.command, c))
-      log(
-        `  pgbench c=${String(c).padStart(3)}: ${Math.round(measured.main.tps)}/s p50 ${measured.main.latencyMs.p50.toFixed(2)} p99 ${measured.main.latencyMs.p99.toFixed(2)} ms`
-      )
+      }
       await unique([first], c)
     }
     const second = await start("B")
@@ -210,6 +227,7 @@ export const postgresQueueSubmissions = async (options: Options): Promise<Result
     return {
       cells,
       pgbench: [...pgbench],
+      pgbenchNotify: [...pgbenchNotify],
       commands: [...commands],
       unexpected,
       check: {
@@ -247,25 +265,30 @@ export const renderSection = (
   )
   for (const [kind, command] of result.commands) out.push(`  - ${kind}: \`${command}\``)
   out.push(
-    "- Load: wrk's unique make-ups (every request a new formula → 201). Two instances: one wrk, two threads, each thread's connections to its own instance (concurrency is the total). Reference: pgbench running the submission statement as the postgres backend sends it, its NOTIFY included (`scripts/bench/submission-notify.pgbench.sql`) on the same database at the same concurrency, in the same run. Both instances and PostgreSQL share the machine's cores with wrk."
+    "- Load: wrk's unique make-ups (every request a new formula → 201). Two instances: one wrk, two threads, each thread's connections to its own instance (concurrency is the total). References, on the same database at the same concurrency, in the same run: **pgbench** running the submission statement, one submission per transaction, as the in-memory backend's table above does (`scripts/bench/submission.pgbench.sql`: the ratio), and **pgbench + NOTIFY**, the same statement with the `pg_notify` the postgres backend adds to it (`scripts/bench/submission-notify.pgbench.sql`). Both instances and PostgreSQL share the machine's cores with wrk."
   )
   out.push("")
   out.push(
-    "| instances | concurrency | submissions/s | p50 ms | p99 ms | pgbench /s | ratio | servers' CPU | postgres CPU | other |"
+    "| instances | concurrency | submissions/s | p50 ms | p99 ms | pgbench /s | ratio | pgbench + NOTIFY /s | ratio | servers' CPU | postgres CPU | other |"
   )
-  out.push("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+  out.push("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
   for (const cell of result.cells) {
     const ref = cell.pgbench?.main.tps ?? NaN
+    const notify = cell.pgbenchNotify?.main.tps ?? NaN
     out.push(
-      `| ${cell.instances} | ${cell.concurrency} | ${fmt(cell.wrk.main.rate)} | ${ms(cell.wrk.main.latencyMs.p50)} | ${ms(cell.wrk.main.latencyMs.p99)} | ${fmt(ref)} | **${(cell.wrk.main.rate / ref).toFixed(2)}×** | ${cores(cell.wrk.cpu?.server)} | ${cores(cell.wrk.cpu?.postgres)} | ${cores(Math.max(cell.wrk.cpu?.other ?? 0, cell.wrk.background ?? 0))} |`
+      `| ${cell.instances} | ${cell.concurrency} | ${fmt(cell.wrk.main.rate)} | ${ms(cell.wrk.main.latencyMs.p50)} | ${ms(cell.wrk.main.latencyMs.p99)} | ${fmt(ref)} | **${(cell.wrk.main.rate / ref).toFixed(2)}×** | ${fmt(notify)} | ${(cell.wrk.main.rate / notify).toFixed(2)}× | ${cores(cell.wrk.cpu?.server)} | ${cores(cell.wrk.cpu?.postgres)} | ${cores(Math.max(cell.wrk.cpu?.other ?? 0, cell.wrk.background ?? 0))} |`
     )
   }
   out.push("")
-  out.push("| pgbench concurrency | transactions/s | p50 ms | p99 ms | postgres CPU | other |")
-  out.push("| ---: | ---: | ---: | ---: | ---: | ---: |")
-  for (const [c, r] of result.pgbench) {
+  out.push("| pgbench | concurrency | transactions/s | p50 ms | p99 ms | postgres CPU | other |")
+  out.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+  const references = [
+    ...result.pgbench.map(([c, r]) => ["plain", c, r] as const),
+    ...result.pgbenchNotify.map(([c, r]) => ["+ NOTIFY", c, r] as const)
+  ]
+  for (const [kind, c, r] of references) {
     out.push(
-      `| ${c} | ${fmt(r.main.tps)} | ${ms(r.main.latencyMs.p50)} | ${ms(r.main.latencyMs.p99)} | ${cores(r.cpu?.postgres)} | ${cores(Math.max(r.cpu?.other ?? 0, r.background ?? 0))} |`
+      `| ${kind} | ${c} | ${fmt(r.main.tps)} | ${ms(r.main.latencyMs.p50)} | ${ms(r.main.latencyMs.p99)} | ${cores(r.cpu?.postgres)} | ${cores(Math.max(r.cpu?.other ?? 0, r.background ?? 0))} |`
     )
   }
   out.push("")
