@@ -221,7 +221,12 @@ export const QueueBackendSetting: Setting<QueueBackend> = setting(
   )
 )
 /** `postgres` backend: how often an idle long poll looks for due messages anyway (delays ending, expiries, a missed NOTIFY). */
-export const QueuePollIntervalMs = intSetting("QUEUE_POLL_INTERVAL_MS", { min: 10, max: 60_000 }, 1_000, " of milliseconds")
+export const QueuePollIntervalMs = intSetting(
+  "QUEUE_POLL_INTERVAL_MS",
+  { min: 10, max: 60_000 },
+  1_000,
+  " of milliseconds"
+)
 /**
  * How long a starting instance waits (a rolling restart) before it refuses to start for another instance that
  * excludes it: an in-memory queue on the same database schema (store/InstanceLock.ts; for either backend), or any
