@@ -475,6 +475,39 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       { discard: true }
     )
 
+  // A claim skips rows another transaction holds (SKIP LOCKED): had this instance's sweep just locked an
+  // expired delivery to clear its receipt, a claim running meanwhile would miss a message that is due. So
+  // they take turns: the expiries are skipped while a claim runs (it ends those it meets; the next sweep
+  // the rest), and a claim waits for the expiry under way (one statement).
+  let claimsRunning = 0
+  let expiring: Deferred.Deferred<void> | undefined = undefined
+  const expireDue = Effect.suspend(() => {
+    if (claimsRunning > 0) return Effect.succeed(0)
+    // One at a time, so that `expiring` is the one under way (the one running counts what it ends).
+    if (expiring !== undefined) return Effect.as(Deferred.await(expiring), 0)
+    const done = Deferred.makeUnsafe<void>()
+    expiring = done
+    return q.expireDue({ now: new Date(now()), maxDeliveries: settings.maxDeliveries }).pipe(
+      Effect.ensuring(
+        Effect.sync(() => {
+          expiring = undefined
+          Deferred.doneUnsafe(done, Effect.void)
+        })
+      )
+    )
+  })
+  const claimRows = (params: Parameters<typeof q.claim>[0]) =>
+    Effect.gen(function* () {
+      while (expiring !== undefined) yield* Deferred.await(expiring)
+      claimsRunning++
+      return yield* Effect.ensuring(
+        q.claim(params),
+        Effect.sync(() => {
+          claimsRunning--
+        })
+      )
+    })
+
   /**
    * Ends every delivery whose deadline passed, before anything that lists or counts (and every
    * pollInterval): one with deliveries left becomes ready (its receipt cleared), a last one a dead
@@ -482,7 +515,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
    * does it too, for the rows it meets.
    */
   const sweepExhausted: Effect.Effect<void> = Effect.gen(function* () {
-    totals.expired += yield* q.expireDue({ now: new Date(now()), maxDeliveries: settings.maxDeliveries })
+    totals.expired += yield* expireDue
     while (true) {
       const at = now()
       const due = yield* q.exhaustedDue({ now: new Date(at), maxDeliveries: settings.maxDeliveries, limit: 100 })
@@ -513,7 +546,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       const deliveries: Array<Delivery> = []
       for (let round = 0; round < maxClaimRounds && deliveries.length < max; round++) {
         const at = now()
-        const rows = yield* q.claim({
+        const rows = yield* claimRows({
           now: new Date(at),
           until: new Date(at + visibilityMs),
           max: max - deliveries.length,

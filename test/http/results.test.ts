@@ -228,7 +228,7 @@ for (const [database, queueBackend] of faultyDatabases(postgresUrl).flatMap((dat
     )
 
     it.live(
-      "results are stored once: the ack's statement commits but its answer is lost (503); acked again with another result (204), and once more after a redelivery, the first result stays, with one event",
+      "results are stored once: the ack's statement commits but its answer is lost (503); acked again with another result (memory: 204; postgres: 409, the receipt went with the settlement), and once more after a redelivery, the first result stays, with one event",
       () =>
         onApp(database, (injector) =>
           Effect.gen(function* () {
@@ -238,7 +238,11 @@ for (const [database, queueBackend] of faultyDatabases(postgresUrl).flatMap((dat
             const fault = injector.arm(SETTLE[queueBackend], "after")
             assertProblem(yield* ack(delivery.receipt, "first"), 503, "database-unavailable")
             assert.isTrue(yield* fault.hasFired)
-            assertStatus(yield* ack(delivery.receipt, "second"), 204)
+            // The memory queue kept the message in flight (its hook failed); the table's committed ack cleared the
+            // receipt, so acking again cannot tell "recorded" from "stale" (PgMessageQueue.ts says so).
+            const again = yield* ack(delivery.receipt, "second")
+            if (queueBackend === "memory") assertStatus(again, 204)
+            else assertProblem(again, 409, "queue-receipt-invalid")
             assert.strictEqual((yield* formula(created.id)).message.result, "first")
 
             // Delivered again (as the memory queue's outbox relay does with a message whose outcome it could not

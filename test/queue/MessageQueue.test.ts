@@ -10,7 +10,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Arbitrary, ConfigProvider, Context, Effect, Exit, Fiber, Latch, Layer, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { MessageQueue, type MessageQueueOptions } from "../../src/queue/MessageQueue.ts"
-import { capacity, Commands, maxDeliveries, newSeen, queueConformance, runCommands } from "./QueueConformance.ts"
+import { queueConformance } from "./QueueConformance.ts"
+import { capacity, Commands, maxDeliveries, newSeen, runCommands } from "./QueueInterleavings.ts"
 import { memoryQueue } from "../support/QueueBackends.ts"
 
 describe("MessageQueue conformance (memory)", () => {
