@@ -4,11 +4,6 @@
  * passed in (`layerWith`), e.g. a test's own schema.
  *
  *   database ─► FormulaStore ─► MessageQueue (acks, dead letters, redrives, purges settle outbox rows)
- *
- * With QUEUE_BACKEND=postgres the queue is the outbox table itself (queue/PgMessageQueue.ts): no hooks
- * (its statements settle the rows), no relay (nothing to copy), and submissions NOTIFY the queue's
- * channel so that long polls in every instance wake at their commit.
- *
  *                    │               │
  *                    ├─► FingerprintCache (warmed from the newest formulas)
  *                    └──────┬────────┘
@@ -20,6 +15,10 @@
  *
  *   WebhookEndpoints (the endpoint API) and FormulaIntake wake DeliverySignal after writing deliveries.
  *   database ─► DeliverySignal ─► WebhookDispatcher (claims due webhook deliveries; its own fibers)
+ *
+ * With QUEUE_BACKEND=postgres the queue is the outbox table itself (queue/PgMessageQueue.ts): no hooks
+ * (its statements settle the rows), no relay (OutboxRelay.layerOff: nothing to copy), and submissions
+ * NOTIFY the queue's channel, so long polls in every instance wake at their commit.
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
@@ -40,7 +39,13 @@ import {
 import * as Database from "./store/Database.ts"
 import { FormulaStore, type GroupCommitSettings, type SettleOutcome } from "./store/FormulaStore.ts"
 import { DeliverySignal } from "./webhooks/DeliverySignal.ts"
-import { databaseChoice, type QueueBackend, QueueBackendSetting, QueuePollIntervalMs, type Settings } from "./Settings.ts"
+import {
+  databaseChoice,
+  type QueueBackend,
+  QueueBackendSetting,
+  QueuePollIntervalMs,
+  type Settings
+} from "./Settings.ts"
 import * as PgMessageQueue from "./queue/PgMessageQueue.ts"
 import { WebhookEndpoints } from "./webhooks/WebhookEndpoints.ts"
 import { type DispatcherOptions, WebhookDispatcher } from "./webhooks/Dispatcher.ts"

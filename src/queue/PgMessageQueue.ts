@@ -33,41 +33,54 @@
  *   schema's channel), on local commits, at the next due row (an expiry, a nack
  *   delay) and at least every `pollInterval` (the backstop: a lost connection,
  *   a notification missed while reconnecting). On the embedded database (one
- *   connection, nothing to LISTEN with) only the local wakes and the backstop.
+ *   connection, nothing to LISTEN with; or any pool of one) only the local
+ *   wakes and the backstop.
  *
  * Capacity (unsettled rows that are not dead letters) is approximate across
  * processes, and never counted on the hot path far from full. Each instance
- * keeps the count it last read (every `pollInterval`, and on demand) and adds
- * what it admitted since that count began. It admits without counting while
- * that estimate is below the capacity and it has admitted fewer than a
- * *quota* = ⌈(capacity − count) / 8⌉ since the count; past either it counts
- * again first (one count in flight per instance; the others share it), and a
- * refusal (`QueueFull`) always rests on a count that began after the refused
- * reserve did. Bound: with N instances, the queue can exceed its capacity by
- * at most what the *other* instances admitted that the deciding count could
- * not see — their submissions not yet committed when it ran, plus at most one
- * quota each (≤ ⌈room/8⌉ at their own last count, so nothing at all near
- * full, where the quota is 1 and every admission counts). Up to 8 instances
- * that keep counting never overshoot through quotas alone; what remains is the
- * uncommitted submissions in flight, bounded by each instance's concurrency.
- * Tested with two instances on one schema (test/queue/PgMessageQueue.test.ts).
+ * keeps the count it last read (every `pollInterval`, and on demand) plus the
+ * reservations that count cannot have seen (admitted since it began, or open
+ * when it began). It admits without counting while that estimate is below the
+ * capacity *and* it has admitted fewer than a quota = ⌈(capacity − count) / 8⌉
+ * since the count; past either it counts first (one count in flight per
+ * instance, shared by the reservations waiting for it), and after a fresh
+ * count only the capacity decides. So a refusal (`QueueFull`) always rests on
+ * a count that began after the refused reserve did, and near full (room < 9)
+ * every admission counts.
  *
- * Differences from the in-memory queue, by design: a settled, purged or
- * dead-lettered id stays in the table, so publishing it again is a duplicate
- * (memory forgets acked and purged ids); message ids must be UUIDs (the
+ * The bound: what a deciding count cannot see is the *other* instances'
+ * reservations still open at its snapshot (their submissions not yet
+ * committed), plus, while they have not counted again, at most one quota each.
+ * With N instances each holding at most c reservations open at once, the
+ * queue exceeds its capacity by at most (N − 1) × c plus those quotas — and
+ * the quotas alone never overshoot while N ≤ 8 (each is an eighth of the room
+ * its instance saw). Measured (test/queue/PgMessageQueue.test.ts, capacity
+ * 40, two instances × 4 concurrent publishers on PostgreSQL): 40 to 44 over
+ * six runs; filling in turns (nothing open at once) stops at exactly 40. On
+ * the embedded database (one connection, one process) it is exact.
+ *
+ * Differences from the in-memory queue, by design: `reserve` + `commit` write
+ * no row (the submit path's INSERT does; a message of one's own goes through
+ * `publish`), so a reserved id is never joined nor reported duplicate; a
+ * settled, purged or dead-lettered id stays in the table, so publishing it
+ * again is a duplicate (memory forgets acked and purged ids); message ids must be UUIDs (the
  * outbox's key; anything else is a defect); redeliveries (expiry, nack) queue
  * behind every message that never waited (new ones sort first, `-infinity`);
  * `pending` is this instance's open reservations; `totals` are this
  * instance's counters since it started; `attemptsOf` is always undefined (the
- * row's `attempts` is current, so readers take it from there). Database
- * failures: an ack fails with `AckNotRecorded` (503; nothing changed);
+ * row's `attempts` is current, so readers take it from there); the gauges
+ * are as of the latest count (every `pollInterval`, and each `stats`); an
+ * `AckNotRecorded` carries no message id (an ack knows only its receipt).
+ * Database failures: an ack fails with `AckNotRecorded` (503; unconfirmed: if
+ * the connection was lost after sending, it may have been recorded, and
+ * acking again then answers 409);
  * receive logs them and returns nothing (waiting out its long poll, retrying
  * each `pollInterval`); every other operation dies (500).
  */
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Clock, Deferred, Duration, Effect, Layer, Queue } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Latch, Layer, Queue } from "effect"
 import { encodeResult } from "../domain/MessageResult.ts"
-import { isEmbedded } from "../store/Database.ts"
+import { hasOneConnection } from "../store/Database.ts"
 import { FormulaStore, type SettleOutcome } from "../store/FormulaStore.ts"
 import { DeliverySignal } from "../webhooks/DeliverySignal.ts"
 import {
@@ -134,8 +147,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   const store = yield* FormulaStore
   const signal = yield* DeliverySignal
   const clock = yield* Clock.Clock
-  const embedded = isEmbedded(sql)
-  const q = makePgQueueSql(sql, { announce: !embedded })
+  // The embedded database (or a pool of one): no connection to LISTEN with, so nothing to announce to.
+  const listening = !hasOneConnection(sql)
+  const q = makePgQueueSql(sql, { announce: listening })
   const owner = {}
 
   // The database's clock, read once: the queue's now is the Clock plus this.
@@ -186,7 +200,33 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       clock.sleep(Duration.millis(millis))
     )
 
-  if (!embedded) {
+  // A sleeping long poll knows when the next row falls due as of its last look. A nack with a delay or
+  // an extend by this instance can make one due sooner: `armAt` wakes one sleeper then (in the Clock's
+  // frame); one timer fiber, sleeping until the earliest such time, as in the in-memory queue.
+  const timerLatch = Latch.makeUnsafe(false)
+  let armedAt = Infinity
+  const armAt = (at: number) => {
+    if (waiters.size > 0 && at < armedAt) {
+      armedAt = at
+      timerLatch.openUnsafe()
+    }
+  }
+  yield* Effect.gen(function* () {
+    while (true) {
+      timerLatch.closeUnsafe()
+      const local = clock.currentTimeMillisUnsafe()
+      if (armedAt <= local) {
+        armedAt = Infinity
+        wake(1)
+        continue
+      }
+      yield* armedAt === Infinity
+        ? timerLatch.await
+        : Effect.raceFirst(clock.sleep(Duration.millis(armedAt - local)), timerLatch.await)
+    }
+  }).pipe(Effect.annotateLogs({ module: "PgMessageQueue", fiber: "timer" }), Effect.interruptible, Effect.forkScoped)
+
+  if (listening) {
     const channel = yield* Effect.orDie(q.readyChannel)
     const firstListen = Deferred.makeUnsafe<void>()
     // One LISTEN connection for the instance. If it fails (the connection dropped), the backstop
@@ -301,7 +341,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   // The gauges' readings, refreshed with the count every pollInterval (and by `stats`).
   let gauges = { ready: 0, delayed: 0, inFlight: 0, deadLettered: 0 }
 
-  const readCounts = Effect.suspend(() => {
+  const countNow = Effect.suspend(() => {
     const record = beginCount()
     return Effect.map(q.counts(new Date(now())), (row) => {
       gauges = { ready: row.ready, delayed: row.delayed, inFlight: row.in_flight, deadLettered: row.dead_lettered }
@@ -309,16 +349,6 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       return gauges
     })
   })
-
-  yield* Effect.orDie(readCounts)
-  yield* readCounts.pipe(
-    Effect.catch((error) => Effect.logWarning("PgMessageQueue: counting the queue failed", error)),
-    Effect.andThen(clock.sleep(Duration.millis(pollMs))),
-    Effect.forever,
-    Effect.annotateLogs({ module: "PgMessageQueue", fiber: "counts" }),
-    Effect.interruptible,
-    Effect.forkScoped
-  )
 
   yield* registerQueueMetrics(name, {
     ready: () => gauges.ready,
@@ -375,7 +405,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     Effect.suspend(() => {
       if (!uuidPattern.test(message.messageId)) {
         return Effect.die(
-          new TypeError(`PgMessageQueue: message ids are UUIDs (the outbox's key); got ${JSON.stringify(message.messageId)}`)
+          new TypeError(
+            `PgMessageQueue: message ids are UUIDs (the outbox's key); got ${JSON.stringify(message.messageId)}`
+          )
         )
       }
       const messageId = message.messageId.toLowerCase()
@@ -383,7 +415,9 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       return admit(messageId).pipe(
         // Full: a message already there is still answered as the duplicate it is.
         Effect.catchTag("QueueFull", (full) =>
-          Effect.flatMap(Effect.orDie(q.exists(messageId)), (found) => (found ? Effect.succeed(null) : Effect.fail(full)))
+          Effect.flatMap(Effect.orDie(q.exists(messageId)), (found) =>
+            found ? Effect.succeed(null) : Effect.fail(full)
+          )
         ),
         Effect.flatMap((admission) => {
           if (admission === null) {
@@ -431,7 +465,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
           .pipe(
             Effect.map((outcome) => {
               if (outcome.changed) {
-                totals.expired++
+                totals.expired++ // almost always: else its last nack's delay ended (maxDeliveries lowered since)
                 totals.deadLettered++
               }
               wakeDispatcher(outcome)
@@ -439,6 +473,38 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
           ),
       { discard: true }
     )
+
+  /**
+   * Ends every delivery whose deadline passed, before anything that lists or counts (and every
+   * pollInterval): one with deliveries left becomes ready (its receipt cleared), a last one a dead
+   * letter. The in-memory queue does this at the deadline; seen from outside, so does this one. A claim
+   * does it too, for the rows it meets.
+   */
+  const sweepExhausted: Effect.Effect<void> = Effect.gen(function* () {
+    totals.expired += yield* q.expireDue({ now: new Date(now()), maxDeliveries: settings.maxDeliveries })
+    while (true) {
+      const at = now()
+      const due = yield* q.exhaustedDue({ now: new Date(at), maxDeliveries: settings.maxDeliveries, limit: 100 })
+      yield* deadLetterExhausted(due, at)
+      if (due.length < 100) return
+    }
+  }).pipe(
+    // Best effort: what it leaves, the next sweep or claim does; whatever reads after it reads the table as is.
+    Effect.catch((error) => Effect.logWarning("PgMessageQueue: ending expired deliveries failed", error))
+  )
+
+  // Swept first, so that a last delivery that expired counts as the dead letter it is.
+  const readCounts = Effect.andThen(sweepExhausted, countNow)
+
+  yield* Effect.orDie(readCounts)
+  yield* readCounts.pipe(
+    Effect.catch((error) => Effect.logWarning("PgMessageQueue: counting the queue failed", error)),
+    Effect.andThen(clock.sleep(Duration.millis(pollMs))),
+    Effect.forever,
+    Effect.annotateLogs({ module: "PgMessageQueue", fiber: "counts" }),
+    Effect.interruptible,
+    Effect.forkScoped
+  )
 
   /** One claim (repeated while it met only rows to dead-letter); a database failure is logged: nothing. */
   const claim = (max: number, visibilityMs: number): Effect.Effect<ReadonlyArray<Delivery>> =>
@@ -459,6 +525,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
             continue
           }
           const attempt = row.attempts!
+          if (row.expired) totals.expired++
           totals.delivered++
           if (attempt > 1) totals.redelivered++
           deliveries.push({ messageId: row.message_id, receipt: row.receipt, attempt, body: jsonValue(row.body) })
@@ -473,35 +540,51 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       )
     )
 
-  /** How long until the next row falls due (an expiry, a nack's delay); Infinity when none (or unknown). */
-  const untilNextDue = Effect.suspend(() => {
-    const at = now()
-    return q.nextDue(new Date(at)).pipe(
-      Effect.map((next) => (next === undefined ? Infinity : Math.max(0, next.getTime() - at))),
+  /**
+   * When (in the Clock's frame) the next row falls due that was not due at `at` (an expiry, a nack's
+   * delay): Infinity when none, or when the database cannot say (the backstop serves).
+   */
+  const nextDueAfter = (at: number) =>
+    q.nextDue(new Date(at)).pipe(
+      Effect.map((next) => (next === undefined ? Infinity : next.getTime() - offset)),
       Effect.orElseSucceed(() => Infinity)
     )
-  })
+
+  // Long polls in progress (`stats.waiting`): from their start, not only while asleep, since between
+  // sleeps they are in a claim, which takes a round trip here.
+  let longPolls = 0
 
   // Uninterruptible except while waiting, so rows claimed always reach the caller (a claim cut short
   // would leave them in flight until their deadline).
   const receive = (options?: ReceiveOptions): Effect.Effect<ReadonlyArray<Delivery>> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function* () {
-        const max = Math.max(1, Math.floor(options?.max ?? 1))
-        const visibilityMs = toMillis(options?.visibilityTimeout, settings.visibilityTimeoutMs)
-        const deadline = clock.currentTimeMillisUnsafe() + toMillis(options?.wait, 0)
+    Effect.uninterruptibleMask((restore) => {
+      const max = Math.max(1, Math.floor(options?.max ?? 1))
+      const visibilityMs = toMillis(options?.visibilityTimeout, settings.visibilityTimeoutMs)
+      const deadline = clock.currentTimeMillisUnsafe() + toMillis(options?.wait, 0)
+      const poll = Effect.gen(function* () {
         while (true) {
           const seen = wakes
+          const claimedAt = now()
           const deliveries = yield* claim(max, visibilityMs)
+          if (deliveries.length > 0 || clock.currentTimeMillisUnsafe() >= deadline || !waiting) return deliveries
+          if (wakes !== seen) continue
+          const nextDue = yield* nextDueAfter(claimedAt)
+          if (wakes !== seen) continue
+          // Asleep until a wake, the next due row, the backstop or the end of the wait; at once if one is past.
           const local = clock.currentTimeMillisUnsafe()
-          if (deliveries.length > 0 || local >= deadline || !waiting) return deliveries
-          if (wakes !== seen) continue
-          const nextDue = yield* untilNextDue
-          if (wakes !== seen) continue
-          yield* restore(awaitWake(Math.max(1, Math.min(deadline - local, pollMs, nextDue))))
+          const sleepMs = Math.min(deadline, local + pollMs, nextDue) - local
+          if (sleepMs > 0) yield* restore(awaitWake(sleepMs))
         }
       })
-    )
+      if (deadline <= clock.currentTimeMillisUnsafe()) return poll
+      longPolls++
+      return Effect.ensuring(
+        poll,
+        Effect.sync(() => {
+          longPolls--
+        })
+      )
+    })
 
   // --- settling -------------------------------------------------------------------------
 
@@ -513,11 +596,22 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       const encoded = encodeResult(ackOptions?.result)
       if (encoded._tag !== "Encoded") {
         const message =
-          encoded._tag === "TooLarge" ? `result is ${encoded.bytes} bytes serialized` : `result is not JSON: ${encoded.reason}`
+          encoded._tag === "TooLarge"
+            ? `result is ${encoded.bytes} bytes serialized`
+            : `result is not JSON: ${encoded.reason}`
         return Effect.fail(new AckNotRecorded({ messageId: "", message }))
       }
       return store.settleByReceipt({ receipt, resultText: encoded.text, now: new Date(now()) }).pipe(
-        Effect.mapError((error) => new AckNotRecorded({ messageId: "", message: error.message })),
+        // A server that answered changed nothing. A connection lost after the statement was sent leaves
+        // the outcome unknown, and the receipt — cleared by a committed ack — cannot tell afterwards:
+        // acking again answers 204 (it was not recorded) or 409 (it was, or the receipt went stale).
+        Effect.mapError(
+          (error) =>
+            new AckNotRecorded({
+              messageId: "",
+              message: `the database did not confirm the ack (${error.message}); ack again: a 409 then means it was recorded or the receipt went stale`
+            })
+        ),
         Effect.flatMap((outcome) => {
           if (!outcome.changed) return receiptInvalid(receipt)
           totals.acked++
@@ -543,6 +637,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       if (requeued) {
         totals.nacked++
         if (delayMs <= 0) wake(1)
+        else armAt(clock.currentTimeMillisUnsafe() + delayMs)
         return
       }
       // Not requeued: the last delivery (dead-lettered now), or a stale receipt.
@@ -562,12 +657,15 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     Effect.suspend(() => {
       if (!uuidPattern.test(receipt)) return receiptInvalid(receipt)
       const at = now()
-      return q
-        .extendByReceipt({ receipt, now: new Date(at), until: new Date(at + toMillis(visibilityTimeout, 0)) })
-        .pipe(
-          Effect.orDie,
-          Effect.flatMap((changed) => (changed ? Effect.void : receiptInvalid(receipt)))
-        )
+      const visibilityMs = toMillis(visibilityTimeout, 0)
+      return q.extendByReceipt({ receipt, now: new Date(at), until: new Date(at + visibilityMs) }).pipe(
+        Effect.orDie,
+        Effect.flatMap((changed) => {
+          if (!changed) return receiptInvalid(receipt)
+          armAt(clock.currentTimeMillisUnsafe() + visibilityMs)
+          return Effect.void
+        })
+      )
     })
 
   const release = (receipt: string): Effect.Effect<void, ReceiptInvalid> =>
@@ -586,16 +684,18 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
 
   // --- dead letters and the rest ----------------------------------------------------------
 
-  const deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>> = Effect.map(Effect.orDie(q.deadLetters), (rows) =>
-    rows.map(
-      (row): DeadLetter => ({
-        messageId: row.message_id,
-        attempts: row.attempts,
-        lastError: row.last_error ?? nackedError,
-        body: jsonValue(row.body),
-        deadLetteredAt: row.dead_lettered_at.getTime() - offset
-      })
-    )
+  const deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>> = Effect.map(
+    Effect.orDie(Effect.andThen(sweepExhausted, q.deadLetters)),
+    (rows) =>
+      rows.map(
+        (row): DeadLetter => ({
+          messageId: row.message_id,
+          attempts: row.attempts,
+          lastError: row.last_error ?? nackedError,
+          body: jsonValue(row.body),
+          deadLetteredAt: row.dead_lettered_at.getTime() - offset
+        })
+      )
   ).pipe(Effect.withSpan("PgMessageQueue.deadLetters"))
 
   // Ids that are not UUIDs name no row (and must not reach a uuid comparison).
@@ -606,6 +706,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     readonly messageIds?: ReadonlyArray<string> | undefined
   }) {
     // As many as fit, by a fresh count.
+    yield* Effect.orDie(sweepExhausted)
     const room = settings.capacity - (yield* Effect.orDie(q.capacityCount)) - open
     if (room <= 0) return 0
     const redriven = yield* Effect.orDie(
@@ -620,6 +721,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   const purge = Effect.fn("PgMessageQueue.purge")(function* (purgeOptions?: {
     readonly messageIds?: ReadonlyArray<string> | undefined
   }) {
+    yield* Effect.orDie(sweepExhausted)
     const purged = yield* Effect.orDie(q.purge({ messageIds: rowIds(purgeOptions?.messageIds), now: new Date(now()) }))
     totals.purged += purged
     return purged
@@ -633,7 +735,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       capacity: settings.capacity,
       size,
       available: Math.max(0, settings.capacity - size),
-      waiting: waiters.size,
+      waiting: longPolls,
       maxDeliveries: settings.maxDeliveries,
       visibilityTimeoutMs: settings.visibilityTimeoutMs,
       totals: { ...totals }

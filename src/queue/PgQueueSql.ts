@@ -26,6 +26,8 @@ export interface ClaimedRow {
   readonly attempts: number | null
   readonly body: unknown
   readonly exhausted: boolean
+  /** It was in flight under an earlier receipt whose deadline passed (an expiry, not a nack). */
+  readonly expired: boolean
 }
 
 export interface DeadLetterRow {
@@ -76,7 +78,8 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
   }) =>
     sql<ClaimedRow>`
       WITH due AS (
-        SELECT message_id, visible_at, created_at, attempts >= ${claim.maxDeliveries} AS exhausted
+        SELECT message_id, visible_at, created_at, attempts >= ${claim.maxDeliveries} AS exhausted,
+               receipt IS NOT NULL AS expired
           FROM outbox
          WHERE visible_at <= ${claim.now} AND ${unsettled}
          ORDER BY visible_at, created_at
@@ -88,9 +91,49 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
          WHERE o.message_id = due.message_id AND NOT due.exhausted
         RETURNING o.message_id, o.receipt, o.attempts, o.body
       )
-      SELECT due.message_id::text AS message_id, c.receipt::text AS receipt, c.attempts, c.body, due.exhausted
+      SELECT due.message_id::text AS message_id, c.receipt::text AS receipt, c.attempts, c.body, due.exhausted,
+             due.expired
         FROM due LEFT JOIN claimed c ON c.message_id = due.message_id
        ORDER BY due.visible_at, due.created_at`
+
+  /**
+   * Due rows that have used up `maxDeliveries` (their last delivery expired): dead letters in all but
+   * the column, for the caller to dead-letter (the store's `deadLetterExhausted`). Only rows that were
+   * ever delivered or delayed can be such, and those have a finite `visible_at`: the range skips every
+   * message that never waited (`-infinity`), however long the backlog.
+   */
+  const exhaustedDue = (sweep: { readonly now: Date; readonly maxDeliveries: number; readonly limit: number }) =>
+    Effect.map(
+      sql<{ readonly message_id: string }>`
+        SELECT message_id::text AS message_id FROM outbox
+         WHERE visible_at > '-infinity' AND visible_at <= ${sweep.now} AND attempts >= ${sweep.maxDeliveries}
+           AND ${unsettled}
+         ORDER BY visible_at, created_at LIMIT ${sweep.limit}`,
+      (rows) => rows.map((row) => row.message_id)
+    )
+
+  /**
+   * Ends the deliveries whose deadline passed (with deliveries left): their receipts cleared, as the
+   * in-memory queue's timer does, so they read as ready and their expiry is counted once, by whoever
+   * saw it first (this, or a claim). Returns how many.
+   */
+  const expireDue = (expire: { readonly now: Date; readonly maxDeliveries: number }) =>
+    Effect.map(
+      sql<{ readonly expired: number }>`
+        WITH due AS (
+          -- Rows someone else holds (a claim, another sweep) are theirs to handle: skipped, never waited for,
+          -- so sweeps in several instances cannot deadlock.
+          SELECT message_id FROM outbox
+           WHERE visible_at > '-infinity' AND visible_at <= ${expire.now} AND receipt IS NOT NULL
+             AND attempts < ${expire.maxDeliveries} AND ${unsettled}
+             FOR UPDATE SKIP LOCKED
+        ), expired AS (
+          UPDATE outbox o SET receipt = NULL FROM due WHERE o.message_id = due.message_id
+          RETURNING 1
+        )
+        SELECT count(*)::int AS expired FROM expired`,
+      (rows) => rows[0]!.expired
+    )
 
   /** When the next unsettled row not yet due becomes due; undefined when none is waiting. */
   const nextDue = (now: Date) =>
@@ -175,15 +218,13 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
       (rows) => rows[0]!.changed > 0
     )
 
-  const deadLetterCondition = sql.literal(
-    "dead_lettered_at IS NOT NULL AND delivered_at IS NULL AND purged_at IS NULL"
-  )
+  const deadLetterCondition = sql.literal("dead_lettered_at IS NOT NULL AND delivered_at IS NULL AND purged_at IS NULL")
 
   /** Dead letters, oldest dead-lettering first. */
   const deadLetters = sql<DeadLetterRow>`
     SELECT message_id::text AS message_id, attempts, last_error, body, dead_lettered_at
       FROM outbox WHERE ${deadLetterCondition}
-     ORDER BY dead_lettered_at, message_id`
+     ORDER BY dead_lettered_at, created_at, message_id`
 
   const onlyIds = (messageIds: ReadonlyArray<string> | undefined) =>
     messageIds === undefined ? sql`` : sql` AND message_id = ANY(${uuids(messageIds)})`
@@ -201,7 +242,7 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
       sql<{ readonly redriven: number; readonly notified: number }>`
         WITH picked AS (
           SELECT message_id FROM outbox WHERE ${deadLetterCondition}${onlyIds(redrive.messageIds)}
-           ORDER BY dead_lettered_at, message_id LIMIT ${redrive.limit}
+           ORDER BY dead_lettered_at, created_at, message_id LIMIT ${redrive.limit}
              FOR UPDATE SKIP LOCKED
         ), redriven AS (
           UPDATE outbox o SET dead_lettered_at = NULL, last_error = NULL, attempts = 0, receipt = NULL,
@@ -249,6 +290,8 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
     databaseNow,
     readyChannel,
     claim,
+    exhaustedDue,
+    expireDue,
     nextDue,
     publish,
     exists,

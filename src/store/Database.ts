@@ -78,11 +78,14 @@ export const layerEmbedded = (
   )
 
 /**
- * Whether a client is the embedded PGlite (one session, reached through an
- * in-process stream; `layerEmbedded`) rather than a PostgreSQL server: it has
- * no second connection to LISTEN on.
+ * Whether a client has a single connection: the embedded PGlite (one session,
+ * `layerEmbedded`), or a pool of one. It has no connection to spare for
+ * LISTEN (which holds one for good), and on the embedded database nobody else
+ * could listen anyway. Read from the client's own settings (a test's fault
+ * injector reaches PostgreSQL through a stream too, with a pool of several).
  */
-export const isEmbedded = (sql: PgClient.PgClient): boolean => sql.config.stream !== undefined
+export const hasOneConnection = (sql: PgClient.PgClient): boolean =>
+  (sql.config as PgClient.PgPoolConfig).maxConnections === 1
 
 /**
  * PGlite on a directory it cannot write does not fail: it hangs. So check

@@ -10,7 +10,7 @@ import { PgClient } from "@effect/sql-pg"
 import { randomUUID } from "node:crypto"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"
 import { GroupCommitLingerMs, GroupCommitMaxBatch, GroupCommitWorkers } from "../Settings.ts"
-import { isEmbedded } from "./Database.ts"
+import { hasOneConnection } from "./Database.ts"
 import {
   DatabaseUnavailable,
   isConnectionFailure,
@@ -84,7 +84,7 @@ export interface GroupCommitSettings {
 export interface StoreOptions extends GroupCommitSettings {
   /**
    * Submissions NOTIFY the database queue's channel (QUEUE_BACKEND=postgres;
-   * store/QueueChannel.ts). Ignored on the embedded database, where nobody can LISTEN.
+   * store/QueueChannel.ts). Ignored with a single connection (the embedded database: nobody can LISTEN).
    */
   readonly announceMessages?: boolean | undefined
 }
@@ -179,7 +179,9 @@ export class FormulaStore extends Context.Service<
       FormulaStore,
       Effect.gen(function* () {
         const sql = yield* PgClient.PgClient
-        const q = makeFormulaSql(sql, { announceMessages: options.announceMessages === true && !isEmbedded(sql) })
+        const q = makeFormulaSql(sql, {
+          announceMessages: options.announceMessages === true && !hasOneConnection(sql)
+        })
 
         const createdRow = (formula: NewFormula, webhookDeliveries: number): InsertOutcome => ({
           _tag: "Created",
@@ -474,7 +476,11 @@ export class FormulaStore extends Context.Service<
  * the statement reads from the outbox row): exactly
  * `{"type":…,"timestamp":…,"data":{"formulaId":…<dataRest>`.
  */
-const outboxEvent = (type: OutboxEvent["type"], timestamp: Date, dataRest: OutboxEvent["bodyAfterFormulaId"]): OutboxEvent => ({
+const outboxEvent = (
+  type: OutboxEvent["type"],
+  timestamp: Date,
+  dataRest: OutboxEvent["bodyAfterFormulaId"]
+): OutboxEvent => ({
   id: "evt_" + randomUUID().replaceAll("-", ""),
   type,
   bodyBeforeFormulaId: `{"type":${JSON.stringify(type)},"timestamp":${JSON.stringify(timestamp.toISOString())},"data":{"formulaId":`,

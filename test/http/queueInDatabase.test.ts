@@ -47,7 +47,9 @@ for (const database of testDatabases) {
 
           const stale = yield* request("POST", "/queue/ack", { body: { receipt: delivery.receipt } })
           assertProblem(stale, 409)
-          const acked = yield* request("POST", "/queue/ack", { body: { receipt: redelivery.receipt, result: { ok: 1 } } })
+          const acked = yield* request("POST", "/queue/ack", {
+            body: { receipt: redelivery.receipt, result: { ok: 1 } }
+          })
           assert.strictEqual(acked.status, 204, acked.text)
           const processed = yield* request("GET", `/formulas/${formulaId}`)
           assert.strictEqual(processed.json.message.status, "processed")
@@ -55,7 +57,18 @@ for (const database of testDatabases) {
           assert.strictEqual(processed.json.message.attempts, 2)
 
           assertCreated(yield* postFormula(summerBreeze(uniqueTag())))
-          assertCreated(yield* postFormula(summerBreeze(uniqueTag())))
+          // A client's submission takes the insert statement with webhook events: announced the same way.
+          const waitingAgain = yield* Effect.forkChild(
+            request("POST", "/queue/receive", { body: { waitMs: 10_000, visibilityTimeoutMs: 1 } })
+          )
+          yield* Effect.sleep("100 millis")
+          assertCreated(
+            yield* request("POST", "/formulas", {
+              body: summerBreeze(uniqueTag()),
+              headers: { "x-client-id": "client-a" }
+            })
+          )
+          assert.strictEqual((yield* Fiber.join(waitingAgain)).json.messages.length, 1)
           const full = yield* postFormula(summerBreeze(uniqueTag()))
           assertProblem(full, 503)
           assert.isNotNull(full.headers.get("retry-after"))

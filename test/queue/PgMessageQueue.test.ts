@@ -9,12 +9,12 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Exit, Fiber, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric } from "effect"
 import { TestClock } from "effect/testing"
 import { randomUUID } from "node:crypto"
 import type { MessageQueueService } from "../../src/queue/MessageQueue.ts"
 import * as PgMessageQueue from "../../src/queue/PgMessageQueue.ts"
-import { FormulaStore } from "../../src/store/FormulaStore.ts"
+import { FormulaStore, type NewFormula } from "../../src/store/FormulaStore.ts"
 import { DeliverySignal } from "../../src/webhooks/DeliverySignal.ts"
 import { testDatabases } from "../support/Databases.ts"
 
@@ -42,6 +42,18 @@ const makeQueue = (options: PgMessageQueue.PgMessageQueueOptions = {}) =>
 
 const message = (body: unknown = { hello: "world" }) => ({ messageId: randomUUID(), body })
 
+const newFormula = (): NewFormula => {
+  const id = randomUUID()
+  return {
+    id,
+    fingerprint: randomUUID(),
+    name: "Summer Breeze",
+    materials: [{ name: "Bergamot Oil", concentration: "100" }],
+    createdAt: new Date(),
+    message: { id: randomUUID(), body: { type: "FormulaSubmitted", formulaId: id } }
+  }
+}
+
 /** A formula of client `client-a` with its message, and an endpoint hearing of processed and dead-lettered ones. */
 const formulaWithEndpoint = Effect.gen(function* () {
   const sql = yield* PgClient.PgClient
@@ -56,8 +68,9 @@ const formulaWithEndpoint = Effect.gen(function* () {
   return { formulaId, messageId }
 })
 
-const events = PgClient.PgClient.use((sql) =>
-  sql<{ readonly type: string; readonly body: string }>`SELECT type, body FROM webhook_events ORDER BY created_at, id`
+const events = PgClient.PgClient.use(
+  (sql) =>
+    sql<{ readonly type: string; readonly body: string }>`SELECT type, body FROM webhook_events ORDER BY created_at, id`
 )
 
 const outboxRow = (messageId: string) =>
@@ -84,6 +97,16 @@ const unsettledCount = PgClient.PgClient.use((sql) =>
   )
 )
 
+/** A long poll's answer, within 10 real seconds (a missing wake-up fails here rather than at the test's timeout). */
+const answer = <A, E>(fiber: Fiber.Fiber<A, E>) =>
+  Fiber.join(fiber).pipe(Effect.timeout("10 seconds"), TestClock.withLive)
+
+/** The webhook dispatcher was woken (a statement wrote deliveries), within 10 real seconds. */
+const dispatcherWoken = DeliverySignal.use((signal) => signal.waitForWake).pipe(
+  Effect.timeout("10 seconds"),
+  TestClock.withLive
+)
+
 const receiptInvalid = <A, E>(effect: Effect.Effect<A, E>) =>
   Effect.map(Effect.exit(effect), (exit) =>
     Exit.isFailure(exit) && String(exit.cause).includes("ReceiptInvalid") ? true : `not ReceiptInvalid: ${exit}`
@@ -97,7 +120,10 @@ for (const database of testDatabases) {
           Effect.gen(function* () {
             const queue = yield* makeQueue()
             const published = message({ a: [1, "two"] })
-            assert.deepStrictEqual(yield* queue.publish(published), { messageId: published.messageId, duplicate: false })
+            assert.deepStrictEqual(yield* queue.publish(published), {
+              messageId: published.messageId,
+              duplicate: false
+            })
             assert.deepStrictEqual(yield* queue.publish(published), { messageId: published.messageId, duplicate: true })
 
             const [delivery, ...rest] = yield* queue.receive({ max: 10 })
@@ -123,25 +149,27 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("an expired receipt is stale before the redelivery; the redelivery is attempt 2 with a new receipt", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const queue = yield* makeQueue()
-            yield* queue.publish(message())
-            const [first] = yield* queue.receive({ visibilityTimeout: "10 seconds" })
-            yield* TestClock.adjust("9999 millis")
-            yield* queue.extend(first!.receipt, "10 seconds") // still current: its deadline moves on
-            yield* TestClock.adjust("10 seconds")
-            assert.isTrue(yield* receiptInvalid(queue.ack(first!.receipt)))
-            assert.strictEqual((yield* queue.stats).ready, 1)
-            const [second] = yield* queue.receive()
-            assert.strictEqual(second!.attempt, 2)
-            assert.notStrictEqual(second!.receipt, first!.receipt)
-            assert.isTrue(yield* receiptInvalid(queue.nack(first!.receipt)))
-            yield* queue.ack(second!.receipt, { result: { ok: true } })
-            assert.deepStrictEqual((yield* outboxRow(second!.messageId)).result, { ok: true })
-          })
-        )
+      it.effect(
+        "an expired receipt is stale before the redelivery; the redelivery is attempt 2 with a new receipt",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const queue = yield* makeQueue()
+              yield* queue.publish(message())
+              const [first] = yield* queue.receive({ visibilityTimeout: "10 seconds" })
+              yield* TestClock.adjust("9999 millis")
+              yield* queue.extend(first!.receipt, "10 seconds") // still current: its deadline moves on
+              yield* TestClock.adjust("10 seconds")
+              assert.isTrue(yield* receiptInvalid(queue.ack(first!.receipt)))
+              assert.strictEqual((yield* queue.stats).ready, 1)
+              const [second] = yield* queue.receive()
+              assert.strictEqual(second!.attempt, 2)
+              assert.notStrictEqual(second!.receipt, first!.receipt)
+              assert.isTrue(yield* receiptInvalid(queue.nack(first!.receipt)))
+              yield* queue.ack(second!.receipt, { result: { ok: true } })
+              assert.deepStrictEqual((yield* outboxRow(second!.messageId)).result, { ok: true })
+            })
+          )
       )
 
       it.effect("a long poll wakes for a message published meanwhile, and at the next expiry", () =>
@@ -152,7 +180,7 @@ for (const database of testDatabases) {
             yield* Effect.sleep("50 millis").pipe(TestClock.withLive)
             const published = message()
             yield* queue.publish(published)
-            const [delivery] = yield* Fiber.join(waiting)
+            const [delivery] = yield* answer(waiting)
             assert.strictEqual(delivery!.messageId, published.messageId)
 
             // In flight for 5 s: a long poll now sleeps until then, not until the (hour-long) backstop.
@@ -163,43 +191,70 @@ for (const database of testDatabases) {
             const expiring = yield* Effect.forkChild(queue.receive({ wait: "1 hour" }))
             yield* Effect.sleep("50 millis").pipe(TestClock.withLive)
             yield* TestClock.adjust("5 seconds")
-            const [redelivered] = yield* Fiber.join(expiring)
+            const [redelivered] = yield* answer(expiring)
             assert.strictEqual(redelivered!.attempt, 2)
           })
         )
       )
 
-      it.effect("nack of the last delivery dead-letters at once, with its error and a formula.dead_lettered event", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const queue = yield* makeQueue({ maxDeliveries: 2 })
-            const { formulaId, messageId } = yield* formulaWithEndpoint
-            const [first] = yield* queue.receive()
-            yield* queue.nack(first!.receipt, { error: "first" }) // no delay: ready again
-            const [second] = yield* queue.receive()
-            assert.strictEqual(second!.attempt, 2)
-            yield* queue.nack(second!.receipt, { error: "boom", delay: "1 hour" })
-            const letters = yield* queue.deadLetters
-            assert.deepStrictEqual(
-              letters.map((l) => [l.messageId, l.attempts, l.lastError]),
-              [[messageId, 2, "boom"]]
-            )
-            assert.deepStrictEqual(yield* queue.receive(), [])
-            const [event] = yield* events
-            assert.strictEqual(event!.type, "formula.dead_lettered")
-            const body = JSON.parse(event!.body)
-            assert.deepStrictEqual(body.data, { formulaId, messageId, attempts: 2, lastError: "boom" })
+      it.effect(
+        "a long poll asleep until a later deadline wakes when this instance's nack makes a row due sooner",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const queue = yield* makeQueue()
+              yield* queue.publish(message())
+              yield* queue.publish(message())
+              const [first] = yield* queue.receive({ visibilityTimeout: "1 hour" })
+              yield* queue.receive({ visibilityTimeout: "1 hour" })
+              const waiting = yield* Effect.forkChild(queue.receive({ wait: "2 hours" }))
+              yield* Effect.yieldNow
+              assert.strictEqual((yield* queue.stats).waiting, 1) // counted from its start, not once asleep
+              yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              yield* queue.nack(first!.receipt, { delay: "5 seconds" })
+              yield* TestClock.adjust("5 seconds")
+              const [again] = yield* answer(waiting)
+              assert.strictEqual(again!.messageId, first!.messageId)
+              assert.strictEqual(again!.attempt, 2)
+              assert.strictEqual((yield* queue.stats).waiting, 0)
+            })
+          )
+      )
 
-            assert.strictEqual(yield* queue.redrive(), 1)
-            const [redriven] = yield* queue.receive()
-            assert.strictEqual(redriven!.attempt, 1)
-            yield* queue.nack(redriven!.receipt)
-            const [again] = yield* queue.receive()
-            yield* queue.nack(again!.receipt)
-            assert.strictEqual(yield* queue.purge(), 1)
-            assert.deepStrictEqual(yield* queue.deadLetters, [])
-          })
-        )
+      it.effect(
+        "nack of the last delivery dead-letters at once, with its error and a formula.dead_lettered event",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const queue = yield* makeQueue({ maxDeliveries: 2 })
+              const { formulaId, messageId } = yield* formulaWithEndpoint
+              const [first] = yield* queue.receive()
+              yield* queue.nack(first!.receipt, { error: "first" }) // no delay: ready again
+              const [second] = yield* queue.receive()
+              assert.strictEqual(second!.attempt, 2)
+              yield* queue.nack(second!.receipt, { error: "boom", delay: "1 hour" })
+              yield* dispatcherWoken // its event's delivery may go out now
+              const letters = yield* queue.deadLetters
+              assert.deepStrictEqual(
+                letters.map((l) => [l.messageId, l.attempts, l.lastError]),
+                [[messageId, 2, "boom"]]
+              )
+              assert.deepStrictEqual(yield* queue.receive(), [])
+              const [event] = yield* events
+              assert.strictEqual(event!.type, "formula.dead_lettered")
+              const body = JSON.parse(event!.body)
+              assert.deepStrictEqual(body.data, { formulaId, messageId, attempts: 2, lastError: "boom" })
+
+              assert.strictEqual(yield* queue.redrive(), 1)
+              const [redriven] = yield* queue.receive()
+              assert.strictEqual(redriven!.attempt, 1)
+              yield* queue.nack(redriven!.receipt)
+              const [again] = yield* queue.receive()
+              yield* queue.nack(again!.receipt)
+              assert.strictEqual(yield* queue.purge(), 1)
+              assert.deepStrictEqual(yield* queue.deadLetters, [])
+            })
+          )
       )
 
       it.effect("an expired last delivery is dead-lettered by the next claim, not delivered, with its event", () =>
@@ -217,7 +272,7 @@ for (const database of testDatabases) {
             assert.isTrue(yield* receiptInvalid(queue.ack(only!.receipt)))
             const [letter] = yield* queue.deadLetters
             // In the Clock's frame, like the in-memory queue's.
-            assert.strictEqual(letter!.deadLetteredAt, (yield* Effect.clockWith((c) => c.currentTimeMillis)))
+            assert.strictEqual(letter!.deadLetteredAt, yield* Effect.clockWith((c) => c.currentTimeMillis))
             assert.deepStrictEqual(
               (yield* events).map((e) => [e.type, JSON.parse(e.body).data.lastError]),
               [["formula.dead_lettered", "visibility timeout expired"]]
@@ -226,34 +281,61 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("ack settles with its result and one formula.processed event; an ack of a row already settled only clears the receipt", () =>
+      it.effect("without any claim, stats and dead letters see expired deliveries as the in-memory queue would", () =>
         withQueues(
           Effect.gen(function* () {
-            const sql = yield* PgClient.PgClient
-            const queue = yield* makeQueue()
-            const first = yield* formulaWithEndpoint
-            const [delivery] = yield* queue.receive()
-            yield* queue.ack(delivery!.receipt, { result: { score: 7 } })
-            assert.deepStrictEqual((yield* outboxRow(first.messageId)).result, { score: 7 })
-            const [processed] = yield* events
-            assert.deepStrictEqual(JSON.parse(processed!.body).data, {
-              formulaId: first.formulaId,
-              messageId: first.messageId,
-              result: { score: 7 }
-            })
-
-            // consumeTransactional: the handler's transaction settled the row (result, event) before the ack.
-            const second = yield* formulaWithEndpoint
-            const [held] = yield* queue.receive()
-            yield* sql`UPDATE outbox SET delivered_at = now(), result = '"in the transaction"' WHERE message_id = ${second.messageId}`
-            yield* queue.ack(held!.receipt, { result: "from the ack" })
-            const row = yield* outboxRow(second.messageId)
-            assert.isNull(row.receipt)
-            assert.strictEqual(row.result, "in the transaction")
+            const queue = yield* makeQueue({ maxDeliveries: 2 })
+            const { messageId } = yield* formulaWithEndpoint
+            const [first] = yield* queue.receive({ visibilityTimeout: "1 second" })
+            yield* TestClock.adjust("1 second")
+            const expired = yield* queue.stats
+            assert.deepStrictEqual([expired.ready, expired.inFlight, expired.totals.expired], [1, 0, 1])
+            assert.isTrue(yield* receiptInvalid(queue.ack(first!.receipt)))
+            yield* queue.receive({ visibilityTimeout: "1 second" })
+            yield* TestClock.adjust("1 second")
+            const [letter] = yield* queue.deadLetters
+            assert.deepStrictEqual(
+              [letter!.messageId, letter!.attempts, letter!.lastError],
+              [messageId, 2, "visibility timeout expired"]
+            )
             assert.strictEqual((yield* events).length, 1)
-            assert.isTrue(yield* receiptInvalid(queue.ack(held!.receipt)))
+            const stats = yield* queue.stats
+            assert.deepStrictEqual([stats.deadLettered, stats.ready, stats.size], [1, 0, 0])
           })
         )
+      )
+
+      it.effect(
+        "ack settles with its result and one formula.processed event; an ack of a row already settled only clears the receipt",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const sql = yield* PgClient.PgClient
+              const queue = yield* makeQueue()
+              const first = yield* formulaWithEndpoint
+              const [delivery] = yield* queue.receive()
+              yield* queue.ack(delivery!.receipt, { result: { score: 7 } })
+              yield* dispatcherWoken
+              assert.deepStrictEqual((yield* outboxRow(first.messageId)).result, { score: 7 })
+              const [processed] = yield* events
+              assert.deepStrictEqual(JSON.parse(processed!.body).data, {
+                formulaId: first.formulaId,
+                messageId: first.messageId,
+                result: { score: 7 }
+              })
+
+              // consumeTransactional: the handler's transaction settled the row (result, event) before the ack.
+              const second = yield* formulaWithEndpoint
+              const [held] = yield* queue.receive()
+              yield* sql`UPDATE outbox SET delivered_at = now(), result = '"in the transaction"' WHERE message_id = ${second.messageId}`
+              yield* queue.ack(held!.receipt, { result: "from the ack" })
+              const row = yield* outboxRow(second.messageId)
+              assert.isNull(row.receipt)
+              assert.strictEqual(row.result, "in the transaction")
+              assert.strictEqual((yield* events).length, 1)
+              assert.isTrue(yield* receiptInvalid(queue.ack(held!.receipt)))
+            })
+          )
       )
 
       it.effect("release gives the delivery back at once without counting it", () =>
@@ -266,6 +348,29 @@ for (const database of testDatabases) {
             const [again] = yield* queue.receive()
             assert.strictEqual(again!.attempt, 1)
           })
+        )
+      )
+
+      it.effect("exposes the in-memory queue's metrics: gauges from the latest count, totals of this instance", () =>
+        withQueues(
+          Effect.gen(function* () {
+            const queue = yield* makeQueue({ name: "pg-metrics-test" })
+            yield* queue.publish(message())
+            yield* queue.publish(message())
+            const [delivery] = yield* queue.receive()
+            yield* queue.ack(delivery!.receipt)
+            yield* queue.stats // a count, as every pollInterval
+            const snapshots = (yield* Metric.snapshot).filter((s) => s.attributes?.["queue"] === "pg-metrics-test")
+            const value = (id: string) => {
+              const state = snapshots.find((s) => s.id === id)?.state as { value?: number; count?: number } | undefined
+              return state?.value ?? state?.count
+            }
+            assert.strictEqual(value("queue_messages_ready"), 1)
+            assert.strictEqual(value("queue_messages_in_flight"), 0)
+            assert.strictEqual(value("queue_published_total"), 2)
+            assert.strictEqual(value("queue_delivered_total"), 1)
+            assert.strictEqual(value("queue_acked_total"), 1)
+          }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
         )
       )
 
@@ -332,25 +437,27 @@ for (const database of testDatabases) {
         )
       )
 
-      it.effect("capacity across two instances publishing at once: over by at most the other's submissions in flight", () =>
-        withQueues(
-          Effect.gen(function* () {
-            const capacity = 40
-            const concurrency = 4
-            const a = yield* makeQueue({ capacity })
-            const b = yield* makeQueue({ capacity })
-            const fill = (queue: MessageQueueService) =>
-              Effect.forEach(
-                Array.from({ length: 2 * capacity }, (_, i) => i),
-                (i) => Effect.exit(queue.publish(message({ i }))),
-                { concurrency }
-              )
-            yield* Effect.all([fill(a), fill(b)], { concurrency: 2 })
-            const total = yield* unsettledCount
-            assert.isAtMost(total, capacity + concurrency, `${total} unsettled`)
-            assert.isAtLeast(total, capacity - concurrency, `${total} unsettled`)
-          })
-        )
+      it.effect(
+        "capacity across two instances publishing at once: over by at most the other's submissions in flight",
+        () =>
+          withQueues(
+            Effect.gen(function* () {
+              const capacity = 40
+              const concurrency = 4
+              const a = yield* makeQueue({ capacity })
+              const b = yield* makeQueue({ capacity })
+              const fill = (queue: MessageQueueService) =>
+                Effect.forEach(
+                  Array.from({ length: 2 * capacity }, (_, i) => i),
+                  (i) => Effect.exit(queue.publish(message({ i }))),
+                  { concurrency }
+                )
+              yield* Effect.all([fill(a), fill(b)], { concurrency: 2 })
+              const total = yield* unsettledCount
+              assert.isAtMost(total, capacity + concurrency, `${total} unsettled`)
+              assert.isAtLeast(total, capacity - concurrency, `${total} unsettled`)
+            })
+          )
       )
 
       if (database.name === "postgres") {
@@ -364,8 +471,57 @@ for (const database of testDatabases) {
               const published = message()
               yield* a.publish(published)
               // The TestClock never moves: only the notification can end this wait.
-              const [delivery] = yield* Fiber.join(waiting)
+              const [delivery] = yield* answer(waiting)
               assert.strictEqual(delivery!.messageId, published.messageId)
+            })
+          )
+        )
+
+        it.effect("after its LISTEN connection is killed, an instance listens again and is woken as before", () =>
+          withQueues(
+            Effect.gen(function* () {
+              const sql = yield* PgClient.PgClient
+              const a = yield* makeQueue()
+              const b = yield* makeQueue()
+              const [{ channel }] = yield* sql<{ readonly channel: string }>`
+                SELECT 'formula_queue_' || md5(current_schema()) AS channel`
+              const listeners = sql<{ readonly pid: number }>`
+                SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${channel}"`}`
+              const killed = (yield* listeners).map((row) => row.pid)
+              assert.strictEqual(killed.length, 2, "one LISTEN connection per instance")
+              yield* sql`SELECT pg_terminate_backend(pid) FROM unnest(${killed}::int[]) AS pid`
+              // They retry after a pollInterval (the TestClock's), then listen on new connections.
+              yield* Effect.sleep("200 millis").pipe(TestClock.withLive)
+              yield* TestClock.adjust("1 hour")
+              for (let tries = 0; tries < 100; tries++) {
+                const pids = (yield* listeners).map((row) => row.pid)
+                if (pids.length === 2 && pids.every((pid) => !killed.includes(pid))) break
+                yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              }
+              const waiting = yield* Effect.forkChild(b.receive({ wait: "2 hours" }))
+              yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              const published = message()
+              yield* a.publish(published)
+              const [delivery] = yield* answer(waiting)
+              assert.strictEqual(delivery!.messageId, published.messageId)
+            })
+          )
+        )
+
+        it.effect("a submission's own transaction announces its message: another instance's long poll wakes", () =>
+          withQueues(
+            Effect.gen(function* () {
+              const b = yield* makeQueue()
+              const waiting = yield* Effect.forkChild(b.receive({ wait: "1 hour" }))
+              yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+              const formula = newFormula()
+              // The submit path's store, announcing (QUEUE_BACKEND=postgres); no queue of its own involved.
+              const outcome = yield* FormulaStore.use((store) => store.insert(formula)).pipe(
+                Effect.provide(FormulaStore.layerWith({ maxBatch: 1, linger: 0, workers: 1, announceMessages: true }))
+              )
+              assert.strictEqual(outcome._tag, "Created")
+              const [delivery] = yield* answer(waiting)
+              assert.strictEqual(delivery!.messageId, formula.message.id)
             })
           )
         )
@@ -373,4 +529,3 @@ for (const database of testDatabases) {
     })
   })
 }
-
