@@ -9,7 +9,8 @@
 \set max 1
 \set max_deliveries 5
 WITH due AS (
-  SELECT message_id, visible_at, created_at, attempts >= :max_deliveries AS exhausted
+  SELECT message_id, visible_at, created_at, attempts >= :max_deliveries AS exhausted,
+         receipt IS NOT NULL AS expired
     FROM outbox
    WHERE visible_at <= now() AND delivered_at IS NULL AND purged_at IS NULL AND dead_lettered_at IS NULL
    ORDER BY visible_at, created_at
@@ -21,6 +22,7 @@ WITH due AS (
    WHERE o.message_id = due.message_id AND NOT due.exhausted
   RETURNING o.message_id, o.receipt, o.attempts, o.body
 )
-SELECT due.message_id::text AS message_id, c.receipt::text AS receipt, c.attempts, c.body, due.exhausted
+SELECT due.message_id::text AS message_id, c.receipt::text AS receipt, c.attempts, c.body, due.exhausted,
+       due.expired
   FROM due LEFT JOIN claimed c ON c.message_id = due.message_id
  ORDER BY due.visible_at, due.created_at;

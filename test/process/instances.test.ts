@@ -361,6 +361,12 @@ describe.skipIf(postgresUrl === undefined)("several instances on one PostgreSQL 
         assert.deepStrictEqual(unexpected, [], "every submission to a live instance answered 201")
         assert.isAbove(held.length, 0, "the victim's consumer held messages at the kill")
 
+        // Never two owners at once; the table counts every delivery the consumers saw, and no other.
+        const byMessage = assertOneOwnerAtATime(journal)
+        for (const row of rows) {
+          assert.strictEqual(row.attempts, byMessage.get(row.messageId)?.length ?? 0, `attempts of ${row.messageId}`)
+        }
+
         // Every created formula's message delivered and acked exactly once; so is every row in the table (a
         // submission the kill left unanswered may have committed: its message must be delivered too).
         const successfulAcks = new Map<string, number>()
@@ -373,12 +379,6 @@ describe.skipIf(postgresUrl === undefined)("several instances on one PostgreSQL 
           assert.strictEqual(successfulAcks.get(row.messageId), 1, `outbox row ${row.messageId} acked once`)
         }
         assert.strictEqual(successfulAcks.size, rows.length, "no ack for a message the table does not hold")
-
-        // Never two owners at once; the table counts every delivery the consumers saw, and no other.
-        const byMessage = assertOneOwnerAtATime(journal)
-        for (const row of rows) {
-          assert.strictEqual(row.attempts, byMessage.get(row.messageId)?.length ?? 0, `attempts of ${row.messageId}`)
-        }
 
         // The held messages came back, to another consumer, after their visibility timeout (the database's
         // clock and ours are the same machine's; 50 ms for the queue's measured offset).
