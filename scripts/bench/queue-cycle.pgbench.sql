@@ -31,7 +31,7 @@ WITH due AS (
          receipt IS NOT NULL AS expired
     FROM outbox
    WHERE visible_at <= now() AND delivered_at IS NULL AND purged_at IS NULL AND dead_lettered_at IS NULL
-   ORDER BY visible_at, created_at
+   ORDER BY greatest(visible_at, created_at), created_at
    LIMIT :max
      FOR UPDATE SKIP LOCKED
 ), claimed AS (
@@ -43,7 +43,7 @@ WITH due AS (
 SELECT due.message_id::text AS message_id, c.receipt::text AS receipt, c.attempts, c.body, due.exhausted,
        due.expired
   FROM due LEFT JOIN claimed c ON c.message_id = due.message_id
- ORDER BY due.visible_at, due.created_at \aset
+ ORDER BY greatest(due.visible_at, due.created_at), due.created_at \aset
 WITH changed AS (
   UPDATE outbox o SET receipt = NULL,
          delivered_at = coalesce(o.delivered_at, now()),

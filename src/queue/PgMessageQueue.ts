@@ -21,7 +21,11 @@
  *   path's own INSERT writes the row, and `commit` wakes local long polls.
  * - One statement claims due rows `FOR UPDATE SKIP LOCKED` (PgQueueSql.ts):
  *   concurrent claims in any number of instances never take one row twice, and
- *   each claim sets a fresh receipt, so one message never has two owners. A
+ *   each claim sets a fresh receipt, so one message never has two owners.
+ *   Rows are claimed in the order they fell due, `greatest(visible_at,
+ *   created_at)`: a redelivery (expiry, nack) joins the end of the ready line
+ *   at its deadline, as in the in-memory queue, and is not starved by a
+ *   stream of new messages. A
  *   receipt is current until its deadline: ack/nack/extend/release match it
  *   and `visible_at > now` in the same statement (stale: `ReceiptInvalid`).
  * - Time is the Effect Clock plus an offset (database `now()` − Clock,
@@ -64,8 +68,8 @@
  * `publish`), so a reserved id is never joined nor reported duplicate; a
  * settled, purged or dead-lettered id stays in the table, so publishing it
  * again is a duplicate (memory forgets acked and purged ids); message ids must be UUIDs (the
- * outbox's key; anything else is a defect); redeliveries (expiry, nack) queue
- * behind every message that never waited (new ones sort first, `-infinity`);
+ * outbox's key; anything else is a defect); a released delivery takes its
+ * place by age, not the front of the line (the in-memory queue's);
  * `pending` is this instance's open reservations; `totals` are this
  * instance's counters since it started; `attemptsOf` is always undefined (the
  * row's `attempts` is current, so readers take it from there); the gauges
@@ -156,6 +160,19 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   // The database's clock, read once: the queue's now is the Clock plus this.
   const offset = (yield* Effect.orDie(q.databaseNow)).getTime() - clock.currentTimeMillisUnsafe()
   const now = () => clock.currentTimeMillisUnsafe() + offset
+
+  // When a published row is written (its `created_at`, its place in the claim order): the queue's now,
+  // in the frame of the deadlines it will be compared with (the column's default, the database's
+  // `now()`, is another frame under a TestClock), plus a microsecond per earlier publish in the same
+  // millisecond, so this instance's publishes keep their order.
+  let lastWrittenAt = -Infinity
+  let sameMillisecond = 0
+  const writtenAt = () => {
+    const at = now()
+    sameMillisecond = at === lastWrittenAt ? Math.min(sameMillisecond + 1, 999) : 0
+    lastWrittenAt = at
+    return { at: new Date(at), micros: sameMillisecond }
+  }
 
   const totals: MutableTotals = {
     published: 0,
@@ -425,7 +442,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
             totals.duplicates++
             return Effect.succeed(duplicate)
           }
-          return q.publish({ messageId, bodyText: JSON.stringify(message.body) ?? "null" }).pipe(
+          return q.publish({ messageId, bodyText: JSON.stringify(message.body) ?? "null", written: writtenAt() }).pipe(
             Effect.onExit((exit) =>
               Effect.sync(() => {
                 open--

@@ -10,9 +10,13 @@
  * database's clock.
  *
  * A row is unsettled while `delivered_at`, `purged_at` and `dead_lettered_at`
- * are NULL (the partial index `outbox_due` holds exactly those, by
- * `(visible_at, created_at)`); it is due when `visible_at <= now`. A receipt
- * is current while its row is unsettled and `visible_at > now`.
+ * are NULL (the partial index `outbox_due` holds exactly those, by when they
+ * fell due: `greatest(visible_at, created_at)`, then `created_at`); it is due
+ * when `visible_at <= now` (never by `created_at`: a new row is due at once in
+ * every instance, whatever their clocks). A receipt is current while its row
+ * is unsettled and `visible_at > now`. `outbox_waiting` holds the unsettled
+ * rows with a finite `visible_at` (in flight, delayed, redelivered), for the
+ * sweeps.
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Effect } from "effect"
@@ -64,7 +68,10 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
   )
 
   /**
-   * Claims up to `max` due rows, oldest due first, skipping rows another
+   * Claims up to `max` due rows in the order they fell due (a new row when
+   * written, a redelivery at its deadline or the end of its delay: as the
+   * in-memory queue's ready line, so a redelivery never waits behind messages
+   * newer than it), skipping rows another
    * claim holds: each gets a fresh receipt, `visible_at = until` and one more
    * attempt. A due row that already had `maxDeliveries` deliveries comes back
    * with `exhausted` and no receipt, unchanged: the caller dead-letters it.
@@ -82,7 +89,7 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
                receipt IS NOT NULL AS expired
           FROM outbox
          WHERE visible_at <= ${claim.now} AND ${unsettled}
-         ORDER BY visible_at, created_at
+         ORDER BY greatest(visible_at, created_at), created_at
          LIMIT ${claim.max}
            FOR UPDATE SKIP LOCKED
       ), claimed AS (
@@ -94,13 +101,13 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
       SELECT due.message_id::text AS message_id, c.receipt::text AS receipt, c.attempts, c.body, due.exhausted,
              due.expired
         FROM due LEFT JOIN claimed c ON c.message_id = due.message_id
-       ORDER BY due.visible_at, due.created_at`
+       ORDER BY greatest(due.visible_at, due.created_at), due.created_at`
 
   /**
    * Due rows that have used up `maxDeliveries` (their last delivery expired): dead letters in all but
    * the column, for the caller to dead-letter (the store's `deadLetterExhausted`). Only rows that were
-   * ever delivered or delayed can be such, and those have a finite `visible_at`: the range skips every
-   * message that never waited (`-infinity`), however long the backlog.
+   * ever delivered or delayed can be such, and those have a finite `visible_at`: `outbox_waiting` holds
+   * only those, so the sweep skips every message that never waited (`-infinity`), however long the backlog.
    */
   const exhaustedDue = (sweep: { readonly now: Date; readonly maxDeliveries: number; readonly limit: number }) =>
     Effect.map(
@@ -139,16 +146,28 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
   const nextDue = (now: Date) =>
     Effect.map(
       sql<{ readonly next: Date | null }>`
-        SELECT min(visible_at) AS next FROM outbox WHERE visible_at > ${now} AND ${unsettled}`,
+        SELECT min(visible_at) AS next FROM outbox
+         WHERE visible_at > '-infinity' AND visible_at > ${now} AND ${unsettled}`,
       (rows) => rows[0]?.next ?? undefined
     )
 
-  /** A message of its own (no formula), ready now; false when the id exists already (in any state). */
-  const publish = (message: { readonly messageId: string; readonly bodyText: string }) =>
+  /**
+   * A message of its own (no formula), ready now; false when the id exists already (in any state).
+   * `created_at` is `written` (the queue's clock plus `micros` microseconds, not the column's default
+   * `now()`), so that it takes its place in the claim order among redeliveries, whose times are the
+   * queue's too (a TestClock's, in tests).
+   */
+  const publish = (message: {
+    readonly messageId: string
+    readonly bodyText: string
+    readonly written: { readonly at: Date; readonly micros: number }
+  }) =>
     Effect.map(
       sql<{ readonly added: number; readonly notified: number }>`
         WITH added AS (
-          INSERT INTO outbox (message_id, body) VALUES (${message.messageId}::uuid, ${message.bodyText}::jsonb)
+          INSERT INTO outbox (message_id, body, created_at)
+          VALUES (${message.messageId}::uuid, ${message.bodyText}::jsonb,
+                  ${message.written.at}::timestamptz + ${message.written.micros}::int * interval '1 microsecond')
           ON CONFLICT DO NOTHING
           RETURNING message_id
         ), ${notified("added")}
@@ -203,8 +222,9 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
     )
 
   /**
-   * The delivery given back uncounted: ready at once, ahead of every row due
-   * later (`-infinity`, like a new message, by its age), announced.
+   * The delivery given back uncounted: ready at once, in its place as a new
+   * message (`-infinity`: by its age, ahead of every row that fell due after it
+   * was written), announced.
    */
   const releaseByReceipt = (release: { readonly receipt: string; readonly now: Date }) =>
     Effect.map(

@@ -182,7 +182,14 @@ export const migrationRecord = {
   // message. `receipt` is the current delivery's (NULL when none is in flight); `visible_at` is when the
   // row is next due: '-infinity' (a constant default, so adding the column rewrites nothing) means ready
   // now, a time ahead means in flight (receipt set) or delayed by a nack (receipt NULL). `attempts` (0006)
-  // counts deliveries. The partial index holds exactly the rows a claim may take, in claim order.
+  // counts deliveries. `outbox_due` holds exactly the unsettled rows, in claim order: by when each fell due,
+  // `greatest(visible_at, created_at)` (a new row when it was written, a redelivery at its deadline or the end
+  // of its delay), so a redelivery queues behind what was ready before it and ahead of what comes after, as in
+  // the in-memory queue, instead of behind every new message (claims used to sort by `visible_at`, where new
+  // rows are '-infinity'). Rows in flight sort by their deadline, after every due row, so a claim stops early.
+  // `outbox_waiting` holds the rows that ever waited (finite `visible_at`: in flight, delayed, redelivered
+  // not yet claimed), by `visible_at`, for the sweeps of expiries and the next deadline, which `outbox_due`'s
+  // order cannot serve; new rows stay out of it, so it costs a submission nothing.
   // A message published to the queue directly (not by a submission) has no formula.
   // ack / nack / extend / release find their row by receipt: without `outbox_receipt` each was a scan of the
   // whole outbox, settled rows included (62 publish → receive → ack cycles/s with 300,000 settled rows in the
@@ -194,8 +201,11 @@ export const migrationRecord = {
     yield* sql`ALTER TABLE outbox ADD COLUMN visible_at timestamptz NOT NULL DEFAULT '-infinity'`
     yield* sql`ALTER TABLE outbox ALTER COLUMN formula_id DROP NOT NULL`
     yield* sql`
-      CREATE INDEX outbox_due ON outbox (visible_at, created_at)
+      CREATE INDEX outbox_due ON outbox ((greatest(visible_at, created_at)), created_at)
        WHERE delivered_at IS NULL AND purged_at IS NULL AND dead_lettered_at IS NULL`
+    yield* sql`
+      CREATE INDEX outbox_waiting ON outbox (visible_at)
+       WHERE visible_at > '-infinity' AND delivered_at IS NULL AND purged_at IS NULL AND dead_lettered_at IS NULL`
     yield* sql`CREATE INDEX outbox_receipt ON outbox (receipt) WHERE receipt IS NOT NULL`
   })
 } satisfies Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>
