@@ -114,32 +114,34 @@ export const queueConformance = (backend: QueueUnderTest) => {
     }).pipe(withQueue())
   )
 
-  it.effect("a redelivery joins the ready line at its deadline: behind what was ready then, ahead of what came later", () =>
-    Effect.gen(function* () {
-      const queue = yield* MessageQueue
-      const [expiring, before1, before2, after1, after2, after3, after4] = ids(7)
-      yield* queue.publish(msg(expiring!))
-      const [held] = yield* queue.receive({ visibilityTimeout: 1_000 })
-      assert.strictEqual(held!.messageId, expiring)
-      // Ready before the deadline: served first.
-      yield* queue.publish(msg(before1!))
-      yield* queue.publish(msg(before2!))
-      yield* TestClock.adjust(1_000)
-      // After the deadline, a stream of new messages: one more arrives before each receive.
-      const order: Array<string> = []
-      for (const id of [after1!, after2!, after3!, after4!]) {
-        yield* TestClock.adjust(1)
-        yield* queue.publish(msg(id))
-        const [delivery] = yield* queue.receive()
-        order.push(delivery!.messageId)
-      }
-      assert.deepStrictEqual(order, [before1, before2, expiring, after1])
-      const rest = yield* queue.receive({ max: 10 })
-      assert.deepStrictEqual(
-        rest.map((d) => d.messageId),
-        [after2, after3, after4]
-      )
-    }).pipe(withQueue())
+  it.effect(
+    "a redelivery joins the ready line at its deadline: behind what was ready then, ahead of what came later",
+    () =>
+      Effect.gen(function* () {
+        const queue = yield* MessageQueue
+        const [expiring, before1, before2, after1, after2, after3, after4] = ids(7)
+        yield* queue.publish(msg(expiring!))
+        const [held] = yield* queue.receive({ visibilityTimeout: 1_000 })
+        assert.strictEqual(held!.messageId, expiring)
+        // Ready before the deadline: served first.
+        yield* queue.publish(msg(before1!))
+        yield* queue.publish(msg(before2!))
+        yield* TestClock.adjust(1_000)
+        // After the deadline, a stream of new messages: one more arrives before each receive.
+        const order: Array<string> = []
+        for (const id of [after1!, after2!, after3!, after4!]) {
+          yield* TestClock.adjust(1)
+          yield* queue.publish(msg(id))
+          const [delivery] = yield* queue.receive()
+          order.push(delivery!.messageId)
+        }
+        assert.deepStrictEqual(order, [before1, before2, expiring, after1])
+        const rest = yield* queue.receive({ max: 10 })
+        assert.deepStrictEqual(
+          rest.map((d) => d.messageId),
+          [after2, after3, after4]
+        )
+      }).pipe(withQueue())
   )
 
   it.effect("uses the configured default visibility timeout", () =>
