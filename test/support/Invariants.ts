@@ -28,12 +28,15 @@ interface OutboxRecord {
   readonly purged: boolean
 }
 
-/** Every formula in the database, by id. */
+/**
+ * Every formula in the database, by id. Read again (twice at most) when the pool hands out a connection a
+ * fault test killed while the database was "offline": its socket error may surface only on its next query.
+ */
 export const formulasInDatabase = Effect.gen(function* () {
   const sql = yield* PgClient.PgClient
   const rows = yield* sql<FormulaRecord>`SELECT id::text AS id, fingerprint FROM formulas`
   return new Map(rows.map((row) => [row.id, row.fingerprint]))
-})
+}).pipe(Effect.retry({ times: 2, while: (error) => error.reason._tag === "ConnectionError" }))
 
 /** Receives every message the queue will give right now (each delivery invisible for a minute). */
 export const drainQueue = Effect.gen(function* () {
