@@ -18,8 +18,9 @@
  *   InstanceLock (an in-memory queue is alone on its database schema) is taken before the relay starts.
  *
  * With QUEUE_BACKEND=postgres the queue is the outbox table itself (queue/PgMessageQueue.ts): no hooks
- * (its statements settle the rows), no relay (OutboxRelay.layerOff: nothing to copy), and submissions
- * NOTIFY the queue's channel, so long polls in every instance wake at their commit.
+ * (its statements settle the rows), no relay (OutboxRelay.layerOff: nothing to copy); the queue's `commit`
+ * (after a submission's statement committed) announces it on the queue's channel, so long polls in every
+ * instance wake within milliseconds — from a statement of its own, not the submission's (QueueChannel.ts).
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
@@ -177,9 +178,7 @@ const layerOn = <E, R>(
       ? OutboxRelay.layer
       : OutboxRelay.layerWith({ interval: options.relayInterval })
   const store =
-    options.groupCommit === undefined
-      ? FormulaStore.layerConfig({ announceMessages: inDatabase })
-      : FormulaStore.layerWith({ ...options.groupCommit, announceMessages: inDatabase })
+    options.groupCommit === undefined ? FormulaStore.layerNoDeps : FormulaStore.layerWith(options.groupCommit)
   const keys =
     options.idempotencyKeyTtl === undefined
       ? IdempotencyKeys.layerNoDeps

@@ -32,13 +32,26 @@
  *   measured once at start), bound as a parameter: a TestClock drives this
  *   queue as it drives the in-memory one, and instances share the database's
  *   clock. Times handed out (dead letters) are in the Clock's frame.
- * - Long polls wake on NOTIFY (store/QueueChannel.ts: sent by the transaction
- *   that made rows ready, so at its commit, to every instance LISTENing on the
- *   schema's channel), on local commits, at the next due row (an expiry, a nack
- *   delay) and at least every `pollInterval` (the backstop: a lost connection,
- *   a notification missed while reconnecting). On the embedded database (one
- *   connection, nothing to LISTEN with; or any pool of one) only the local
- *   wakes and the backstop.
+ * - Long polls wake on NOTIFY (store/QueueChannel.ts: to every instance
+ *   LISTENing on the schema's channel), on local commits, at the next due row
+ *   (an expiry, a nack delay) and at least every `pollInterval` (the backstop:
+ *   a lost connection, a notification missed while reconnecting, a process
+ *   killed between a commit and its announcement). On the embedded database
+ *   (one connection, nothing to LISTEN with; or any pool of one) only the
+ *   local wakes and the backstop.
+ * - Announcing: whatever makes rows ready here — `commit` (after the submit
+ *   path's INSERT committed), publish, nack without delay, release, redrive —
+ *   wakes local long polls at once and asks one announcer fiber to send
+ *   `SELECT pg_notify(…)` afterwards, as a statement of its own: at most one
+ *   in flight per instance, and the requests that arrive meanwhile make
+ *   exactly one more, its payload their total. Never inside the statement
+ *   that made the rows ready: PostgreSQL serializes the commits of notifying
+ *   transactions across the server (a lock held through the commit's WAL
+ *   flush), so a NOTIFY in every submission held pgbench's one-submission
+ *   transactions to ~290–470/s at any concurrency, against 873–2,805/s
+ *   without, and the service to 0.26–0.56× of pgbench (BENCHMARKS.md). A
+ *   failed announcement is logged and changes nothing else: the backstop
+ *   wakes the other instances' long polls.
  *
  * Capacity (unsettled rows that are not dead letters) is approximate across
  * processes, and never counted on the hot path far from full. Each instance
@@ -154,7 +167,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
   const clock = yield* Clock.Clock
   // The embedded database (or a pool of one): no connection to LISTEN with, so nothing to announce to.
   const listening = !hasOneConnection(sql)
-  const q = makePgQueueSql(sql, { announce: listening })
+  const q = makePgQueueSql(sql)
   const owner = {}
 
   // The database's clock, read once: the queue's now is the Clock plus this.
@@ -282,6 +295,43 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     yield* Deferred.await(firstListen)
   }
 
+  // Messages made ready here and not yet announced; the announcer takes them all at once (module doc).
+  let unannounced = 0
+  const announceLatch = Latch.makeUnsafe(false)
+  if (listening) {
+    yield* Effect.gen(function* () {
+      while (true) {
+        yield* announceLatch.await
+        // Closed before the statement: a request while it is in flight opens it again, for one more.
+        announceLatch.closeUnsafe()
+        const count = unannounced
+        unannounced = 0
+        yield* q
+          .announce(count)
+          .pipe(
+            Effect.catch((error) =>
+              Effect.logWarning(
+                `PgMessageQueue: could not announce ${count} ready message(s); other instances find them at their next poll`,
+                error
+              )
+            )
+          )
+      }
+    }).pipe(
+      Effect.annotateLogs({ module: "PgMessageQueue", fiber: "announce" }),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+  }
+
+  /** `count` messages became ready (their statement committed): wakes local long polls, announces to all. */
+  const madeReady = (count: number) => {
+    wake(count)
+    if (!listening) return
+    unannounced += count
+    announceLatch.openUnsafe()
+  }
+
   // --- capacity -----------------------------------------------------------------------
 
   // `counted`: unsettled non-dead rows at the last count. Local reservations it may have missed: those
@@ -399,7 +449,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       held.settled = true
       open--
       totals.published++
-      wake(1)
+      madeReady(1)
     })
 
   const abort = (reservation: Reservation): Effect.Effect<void> =>
@@ -448,7 +498,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
                 open--
                 if (exit._tag === "Success" && exit.value) {
                   totals.published++
-                  wake(1)
+                  madeReady(1)
                 } else if (exit._tag === "Success") {
                   totals.duplicates++
                 }
@@ -687,7 +737,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
       })
       if (requeued) {
         totals.nacked++
-        if (delayMs <= 0) wake(1)
+        if (delayMs <= 0) madeReady(1)
         else armAt(clock.currentTimeMillisUnsafe() + delayMs)
         return
       }
@@ -727,7 +777,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
         Effect.flatMap((changed) => {
           if (!changed) return receiptInvalid(receipt)
           totals.released++
-          wake(1)
+          madeReady(1)
           return Effect.void
         })
       )
@@ -765,7 +815,7 @@ export const make = Effect.fnUntraced(function* (options: PgMessageQueueOptions)
     )
     totals.redriven += redriven
     admitted += redriven // they take room until the next count sees them
-    if (redriven > 0) wake(redriven)
+    if (redriven > 0) madeReady(redriven)
     return redriven
   })
 

@@ -20,7 +20,7 @@
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Effect } from "effect"
-import { notifyReadyCte, readyChannelExpression } from "../store/QueueChannel.ts"
+import { readyChannelExpression } from "../store/QueueChannel.ts"
 import { uuids } from "../store/SqlArrays.ts"
 
 export interface ClaimedRow {
@@ -52,12 +52,7 @@ export interface CountsRow {
 /** jsonb arrives parsed from PostgreSQL, as text from some paths: always a value here. */
 export const jsonValue = (value: unknown): unknown => (typeof value === "string" ? JSON.parse(value) : value)
 
-export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly announce: boolean }) => {
-  // Statements that make messages ready tell the channel (QueueChannel.ts); on the embedded database nobody
-  // listens, so there the CTE is an empty one and the statements' shape stays the same.
-  const notified = (from: string) =>
-    options.announce ? notifyReadyCte(sql, from) : sql`notified AS (SELECT NULL WHERE false)`
-
+export const makePgQueueSql = (sql: PgClient.PgClient) => {
   const unsettled = sql.literal("delivered_at IS NULL AND purged_at IS NULL AND dead_lettered_at IS NULL")
 
   const databaseNow = Effect.map(sql<{ readonly now: Date }>`SELECT now() AS now`, (rows) => rows[0]!.now)
@@ -66,6 +61,13 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
     sql<{ readonly channel: string }>`SELECT ${sql.literal(readyChannelExpression)} AS channel`,
     (rows) => rows[0]!.channel
   )
+
+  /**
+   * Tells every instance LISTENing that `count` messages became ready (QueueChannel.ts): a statement
+   * of its own, sent after theirs committed, never part of it (see PgMessageQueue.ts, "announcing").
+   */
+  const announce = (count: number) =>
+    Effect.asVoid(sql`SELECT pg_notify(${sql.literal(readyChannelExpression)}, ${String(count)})`)
 
   /**
    * Claims up to `max` due rows in the order they fell due (a new row when
@@ -163,15 +165,15 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
     readonly written: { readonly at: Date; readonly micros: number }
   }) =>
     Effect.map(
-      sql<{ readonly added: number; readonly notified: number }>`
+      sql<{ readonly added: number }>`
         WITH added AS (
           INSERT INTO outbox (message_id, body, created_at)
           VALUES (${message.messageId}::uuid, ${message.bodyText}::jsonb,
                   ${message.written.at}::timestamptz + ${message.written.micros}::int * interval '1 microsecond')
           ON CONFLICT DO NOTHING
           RETURNING message_id
-        ), ${notified("added")}
-        SELECT (SELECT count(*) FROM added)::int AS added, (SELECT count(*) FROM notified)::int AS notified`,
+        )
+        SELECT count(*)::int AS added FROM added`,
       (rows) => rows[0]!.added > 0
     )
 
@@ -183,7 +185,7 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
 
   /**
    * A nack with deliveries left: the row waits until `until` (ready at once
-   * when `until <= now`, announced), keeping `lastError` for its dead letter.
+   * when `until <= now`), keeping `lastError` for its dead letter.
    * False: stale receipt, or the delivery was the last one (the store
    * dead-letters it, with its event).
    */
@@ -195,16 +197,14 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
     readonly maxDeliveries: number
   }) =>
     Effect.map(
-      sql<{ readonly changed: number; readonly notified: number }>`
+      sql<{ readonly changed: number }>`
         WITH nacked AS (
           UPDATE outbox SET receipt = NULL, visible_at = ${nack.until}, last_error = ${nack.lastError}
            WHERE receipt = ${nack.receipt}::uuid AND attempts < ${nack.maxDeliveries}
              AND visible_at > ${nack.now} AND ${unsettled}
-          RETURNING message_id
-        ), ready AS (
-          SELECT message_id FROM nacked WHERE ${nack.until}::timestamptz <= ${nack.now}::timestamptz
-        ), ${notified("ready")}
-        SELECT (SELECT count(*) FROM nacked)::int AS changed, (SELECT count(*) FROM notified)::int AS notified`,
+          RETURNING 1
+        )
+        SELECT count(*)::int AS changed FROM nacked`,
       (rows) => rows[0]!.changed > 0
     )
 
@@ -224,17 +224,17 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
   /**
    * The delivery given back uncounted: ready at once, in its place as a new
    * message (`-infinity`: by its age, ahead of every row that fell due after it
-   * was written), announced.
+   * was written).
    */
   const releaseByReceipt = (release: { readonly receipt: string; readonly now: Date }) =>
     Effect.map(
-      sql<{ readonly changed: number; readonly notified: number }>`
+      sql<{ readonly changed: number }>`
         WITH released AS (
           UPDATE outbox SET receipt = NULL, visible_at = '-infinity', attempts = attempts - 1
            WHERE receipt = ${release.receipt}::uuid AND visible_at > ${release.now} AND ${unsettled}
-          RETURNING message_id
-        ), ${notified("released")}
-        SELECT (SELECT count(*) FROM released)::int AS changed, (SELECT count(*) FROM notified)::int AS notified`,
+          RETURNING 1
+        )
+        SELECT count(*)::int AS changed FROM released`,
       (rows) => rows[0]!.changed > 0
     )
 
@@ -251,7 +251,7 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
 
   /**
    * Up to `limit` dead letters (these ids, or any) ready again at `now`
-   * (behind what is ready already), attempts from 0, announced. Returns how many.
+   * (behind what is ready already), attempts from 0. Returns how many.
    */
   const redrive = (redrive: {
     readonly messageIds: ReadonlyArray<string> | undefined
@@ -259,7 +259,7 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
     readonly now: Date
   }) =>
     Effect.map(
-      sql<{ readonly redriven: number; readonly notified: number }>`
+      sql<{ readonly redriven: number }>`
         WITH picked AS (
           SELECT message_id FROM outbox WHERE ${deadLetterCondition}${onlyIds(redrive.messageIds)}
            ORDER BY dead_lettered_at, created_at, message_id LIMIT ${redrive.limit}
@@ -268,9 +268,9 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
           UPDATE outbox o SET dead_lettered_at = NULL, last_error = NULL, attempts = 0, receipt = NULL,
                  visible_at = ${redrive.now}
             FROM picked WHERE o.message_id = picked.message_id
-          RETURNING o.message_id
-        ), ${notified("redriven")}
-        SELECT (SELECT count(*) FROM redriven)::int AS redriven, (SELECT count(*) FROM notified)::int AS notified`,
+          RETURNING 1
+        )
+        SELECT count(*)::int AS redriven FROM redriven`,
       (rows) => rows[0]!.redriven
     )
 
@@ -309,6 +309,7 @@ export const makePgQueueSql = (sql: PgClient.PgClient, options: { readonly annou
   return {
     databaseNow,
     readyChannel,
+    announce,
     claim,
     exhaustedDue,
     expireDue,

@@ -6,7 +6,6 @@ import { Effect } from "effect"
 import type { PgClient } from "@effect/sql-pg"
 import type { Statement } from "effect/sql"
 import type { SqlError } from "effect/sql/SqlError"
-import { notifyReadyCte } from "./QueueChannel.ts"
 import { ints, jsonbs, numerics, texts, timestamps, uuids } from "./SqlArrays.ts"
 
 export interface MaterialRow {
@@ -123,16 +122,7 @@ const toFormulaRow = (row: FormulaSelectRow): FormulaRow => ({
   purgedAt: row.purged_at
 })
 
-export interface FormulaSqlOptions {
-  /**
-   * The inserts NOTIFY the database queue's channel when they write messages
-   * (QUEUE_BACKEND=postgres on PostgreSQL; QueueChannel.ts). Off: the
-   * statements are exactly as before, at no extra cost.
-   */
-  readonly announceMessages?: boolean | undefined
-}
-
-export const makeFormulaSql = (sql: PgClient.PgClient, options: FormulaSqlOptions = {}) => {
+export const makeFormulaSql = (sql: PgClient.PgClient) => {
   // One statement returns formulas with their materials and message state, so
   // a page costs one round trip whatever its size.
   const selectFormulas = sql`
@@ -162,10 +152,9 @@ export const makeFormulaSql = (sql: PgClient.PgClient, options: FormulaSqlOption
 
   const ping = Effect.asVoid(sql`SELECT 1`)
 
-  // With announceMessages, the inserts end with a `notified` CTE (one notification per statement, however
-  // many formulas it wrote), read by a condition that is always true: an uncorrelated subquery runs once.
-  const announce = options.announceMessages === true ? sql`, ${notifyReadyCte(sql, "inserted")}` : sql``
-  const announced = options.announceMessages === true ? sql` WHERE (SELECT count(*) FROM notified) >= 0` : sql``
+  // No NOTIFY in the inserts, whatever the queue backend: with QUEUE_BACKEND=postgres the queue announces a
+  // submission after its commit (PgMessageQueue.ts `commit`), since PostgreSQL serializes the commits of
+  // notifying transactions (QueueChannel.ts).
 
   // The batch statements below take one array per column and `unnest` them,
   // so a batch of any size is the same statement text (prepared once) and
@@ -227,8 +216,8 @@ export const makeFormulaSql = (sql: PgClient.PgClient, options: FormulaSqlOption
           -- ids can meet its first attempt's row on the id index before the fingerprint one.
           ON CONFLICT DO NOTHING
           RETURNING id
-        ), ${materialsAndMessages(formulas)}${announce}
-        SELECT id::text AS id FROM inserted${announced}`,
+        ), ${materialsAndMessages(formulas)}
+        SELECT id::text AS id FROM inserted`,
       (rows) => new Map(rows.map((row) => [row.id, 0]))
     )
   }
@@ -288,10 +277,10 @@ export const makeFormulaSql = (sql: PgClient.PgClient, options: FormulaSqlOption
           SELECT gen_random_uuid(), s.event_id, s.endpoint_id, s.created_at, s.created_at, s.created_at
             FROM subscribed s JOIN events ON events.id = s.event_id
           RETURNING event_id
-        )${announce}
+        )
         SELECT input.id::text AS id,
                (SELECT count(*) FROM deliveries d WHERE d.event_id = input.event_id)::int AS deliveries
-          FROM inserted JOIN input ON input.id = inserted.id${announced}`,
+          FROM inserted JOIN input ON input.id = inserted.id`,
       (rows) => new Map(rows.map((row) => [row.id, Number(row.deliveries)]))
     )
   }

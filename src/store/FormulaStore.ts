@@ -10,7 +10,6 @@ import { PgClient } from "@effect/sql-pg"
 import { randomUUID } from "node:crypto"
 import { Clock, Config, Context, Duration, Effect, Exit, Layer } from "effect"
 import { GroupCommitLingerMs, GroupCommitMaxBatch, GroupCommitWorkers } from "../Settings.ts"
-import { hasOneConnection } from "./Database.ts"
 import {
   DatabaseUnavailable,
   isConnectionFailure,
@@ -82,14 +81,6 @@ export interface GroupCommitSettings {
   readonly maxBatch: number
   readonly linger: Duration.Input
   readonly workers: number
-}
-
-export interface StoreOptions extends GroupCommitSettings {
-  /**
-   * Submissions NOTIFY the database queue's channel (QUEUE_BACKEND=postgres;
-   * store/QueueChannel.ts). Ignored with a single connection (the embedded database: nobody can LISTEN).
-   */
-  readonly announceMessages?: boolean | undefined
 }
 
 /** The database queue's ack (queue/PgMessageQueue.ts): the delivery's receipt, its result, the queue's now. */
@@ -185,14 +176,12 @@ export class FormulaStore extends Context.Service<
   }
 >()("formula-intake/store/FormulaStore") {
   /** With explicit group-commit settings (see GroupCommit.ts); `maxBatch: 1` writes each formula alone. */
-  static readonly layerWith = (options: StoreOptions) =>
+  static readonly layerWith = (options: GroupCommitSettings) =>
     Layer.effect(
       FormulaStore,
       Effect.gen(function* () {
         const sql = yield* PgClient.PgClient
-        const q = makeFormulaSql(sql, {
-          announceMessages: options.announceMessages === true && !hasOneConnection(sql)
-        })
+        const q = makeFormulaSql(sql)
 
         const createdRow = (formula: NewFormula, webhookDeliveries: number): InsertOutcome => ({
           _tag: "Created",
@@ -486,10 +475,6 @@ export class FormulaStore extends Context.Service<
   static readonly layerNoDeps = Layer.unwrap(
     Effect.map(GroupCommitConfig, (settings) => FormulaStore.layerWith(settings))
   )
-
-  /** `layerNoDeps`, with submissions announced to the database queue (QUEUE_BACKEND=postgres) or not. */
-  static readonly layerConfig = (options: { readonly announceMessages: boolean }) =>
-    Layer.unwrap(Effect.map(GroupCommitConfig, (settings) => FormulaStore.layerWith({ ...settings, ...options })))
 }
 
 /**

@@ -9,7 +9,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Exit, Fiber, Layer, Metric } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric, Queue } from "effect"
 import { TestClock } from "effect/testing"
 import { randomUUID } from "node:crypto"
 import type { MessageQueueService } from "../../src/queue/MessageQueue.ts"
@@ -508,20 +508,61 @@ for (const database of testDatabases) {
           )
         )
 
-        it.effect("a submission's own transaction announces its message: another instance's long poll wakes", () =>
+        it.effect(
+          "a submission committed through one instance's queue is announced after its commit: another instance's long poll wakes",
+          () =>
+            withQueues(
+              Effect.gen(function* () {
+                const a = yield* makeQueue()
+                const b = yield* makeQueue()
+                const waiting = yield* Effect.forkChild(b.receive({ wait: "1 hour" }))
+                yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
+                // The submit path's steps (FormulaIntake): reserve, the store's INSERT (no NOTIFY in it), commit.
+                const formula = newFormula()
+                const reservation = yield* a.reserve({ messageId: formula.message.id, body: formula.message.body })
+                const outcome = yield* FormulaStore.use((store) => store.insert(formula))
+                assert.strictEqual(outcome._tag, "Created")
+                yield* a.commit(reservation)
+                // The TestClock never moves: only the announcement can end this wait.
+                const [delivery] = yield* answer(waiting)
+                assert.strictEqual(delivery!.messageId, formula.message.id)
+              })
+            )
+        )
+
+        it.effect("announcements coalesce: many commits at once are one or two NOTIFYs telling their total", () =>
           withQueues(
             Effect.gen(function* () {
-              const b = yield* makeQueue()
-              const waiting = yield* Effect.forkChild(b.receive({ wait: "1 hour" }))
-              yield* Effect.sleep("100 millis").pipe(TestClock.withLive)
-              const formula = newFormula()
-              // The submit path's store, announcing (QUEUE_BACKEND=postgres); no queue of its own involved.
-              const outcome = yield* FormulaStore.use((store) => store.insert(formula)).pipe(
-                Effect.provide(FormulaStore.layerWith({ maxBatch: 1, linger: 0, workers: 1, announceMessages: true }))
+              const sql = yield* PgClient.PgClient
+              const a = yield* makeQueue()
+              const [{ channel }] = yield* sql<{ readonly channel: string }>`
+                SELECT 'formula_queue_' || md5(current_schema()) AS channel`
+              const notifications = yield* sql.listen(channel)
+              const formulas = Array.from({ length: 20 }, newFormula)
+              const reservations = yield* Effect.forEach(formulas, (formula) =>
+                a.reserve({ messageId: formula.message.id, body: formula.message.body })
               )
-              assert.strictEqual(outcome._tag, "Created")
-              const [delivery] = yield* answer(waiting)
-              assert.strictEqual(delivery!.messageId, formula.message.id)
+              yield* Effect.forEach(formulas, (formula) => FormulaStore.use((store) => store.insert(formula)), {
+                concurrency: "unbounded"
+              })
+              // All 20 requested while none is in flight: the first takes them all (at most, a second some).
+              yield* Effect.forEach(reservations, a.commit)
+              const payloads: Array<number> = []
+              while (payloads.reduce((sum, n) => sum + n, 0) < formulas.length) {
+                const notification = yield* Queue.take(notifications).pipe(
+                  Effect.timeout("10 seconds"),
+                  TestClock.withLive
+                )
+                payloads.push(Number(notification.payload))
+              }
+              assert.isAtMost(payloads.length, 2, `payloads ${payloads}`)
+              // Nothing more follows (none was requested while the last was in flight).
+              const more = yield* Queue.take(notifications).pipe(
+                Effect.timeout("300 millis"),
+                Effect.option,
+                TestClock.withLive
+              )
+              assert.isTrue(more._tag === "None", `one more: ${JSON.stringify(more)}`)
             })
           )
         )
