@@ -26,7 +26,7 @@ import {
 import { type RunningServer, startService } from "./servers.ts"
 import { runWrk, type WrkResult } from "./wrk.ts"
 
-/** The submission statement as the postgres backend's submit path sends it (with its NOTIFY). */
+/** The submission statement with the NOTIFY the postgres backend's submit path sent inside it until it announced after the commit. */
 export const submissionNotifyScript = fileURLToPath(new URL("./submission-notify.pgbench.sql", import.meta.url))
 
 export interface Options {
@@ -178,7 +178,8 @@ export const postgresQueueSubmissions = async (options: Options): Promise<Result
     const start0 = await rowCounts(url)
     for (const c of levels) {
       // Two references: the submission statement as the in-memory backend's bench runs it (the main ratio,
-      // as the HTTP table above), and with the NOTIFY the postgres backend adds to it.
+      // as the HTTP table above), and with a NOTIFY inside it, as the postgres backend sent it before it
+      // announced after the commit (what that cost, in the same run).
       for (const [kind, script] of [
         ["plain", pgbenchScript],
         ["notify", submissionNotifyScript]
@@ -265,7 +266,7 @@ export const renderSection = (
   )
   for (const [kind, command] of result.commands) out.push(`  - ${kind}: \`${command}\``)
   out.push(
-    "- Load: wrk's unique make-ups (every request a new formula → 201). Two instances: one wrk, two threads, each thread's connections to its own instance (concurrency is the total). References, on the same database at the same concurrency, in the same run: **pgbench** running the submission statement, one submission per transaction, as the in-memory backend's table above does (`scripts/bench/submission.pgbench.sql`: the ratio), and **pgbench + NOTIFY**, the same statement with the `pg_notify` the postgres backend adds to it (`scripts/bench/submission-notify.pgbench.sql`). Both instances and PostgreSQL share the machine's cores with wrk."
+    "- Load: wrk's unique make-ups (every request a new formula → 201). Two instances: one wrk, two threads, each thread's connections to its own instance (concurrency is the total). References, on the same database at the same concurrency, in the same run: **pgbench** running the submission statement, one submission per transaction, as the in-memory backend's table above does (`scripts/bench/submission.pgbench.sql`: the ratio), and **pgbench + NOTIFY**, the same statement with a `pg_notify` inside it (`scripts/bench/submission-notify.pgbench.sql`), as the postgres backend sent it before it announced each submission after its commit instead (one coalesced `pg_notify` statement at a time per instance): what that in-statement NOTIFY cost. Both instances and PostgreSQL share the machine's cores with wrk."
   )
   out.push("")
   out.push(

@@ -1,6 +1,6 @@
 -- pgbench script for scripts/bench/pg-queue.ts (`npm run bench:queue`): one
 -- publish → receive → ack cycle per transaction, with the postgres queue
--- backend's own statements (src/queue/PgQueueSql.ts `publish` and `claim`,
+-- backend's own statements (src/queue/PgQueueSql.ts `publish`, `announce` and `claim`,
 -- src/store/FormulaSql.ts `settleByReceipt` through `changeWithEvent`), as
 -- PgMessageQueue sends them for publish(message), receive({ max: 1 }) and
 -- ack(receipt) without a result.
@@ -22,10 +22,11 @@ WITH added AS (
   INSERT INTO outbox (message_id, body) VALUES (gen_random_uuid(), '{"type":"FormulaSubmitted"}'::jsonb)
   ON CONFLICT DO NOTHING
   RETURNING message_id
-), notified AS (
-  SELECT pg_notify('formula_queue_' || md5(coalesce(current_schema(), '')), count(*)::text) FROM added HAVING count(*) > 0
 )
-SELECT (SELECT count(*) FROM added)::int AS added, (SELECT count(*) FROM notified)::int AS notified;
+SELECT count(*)::int AS added FROM added;
+-- The announcement, a statement of its own after the publish committed (PgQueueSql.ts `announce`). The
+-- backend coalesces concurrent ones (one in flight per instance); a lone publisher's each get one, as here.
+SELECT set_config('synchronous_commit', 'off', true), pg_notify('formula_queue_' || md5(coalesce(current_schema(), '')), '1');
 WITH due AS (
   SELECT message_id, visible_at, created_at, attempts >= :max_deliveries AS exhausted,
          receipt IS NOT NULL AS expired

@@ -1,10 +1,10 @@
 -- pgbench script for scripts/bench.ts (the postgres queue backend's phase): one
--- new formula submission per transaction, as the one statement the submit path
--- sends with QUEUE_BACKEND=postgres — submission.pgbench.sql (FormulaSql's
--- insertNewFormulas) plus the `notified` CTE of src/store/QueueChannel.ts
--- (notifyReadyCte over `inserted`: pg_notify on the schema's channel, read by
--- the final SELECT's always-true condition), so the reference pays for the
--- NOTIFY as the service does.
+-- new formula submission per transaction, as the submit path sent it with
+-- QUEUE_BACKEND=postgres before the queue announced submissions after their
+-- commit — submission.pgbench.sql (FormulaSql's insertNewFormulas) plus a
+-- `notified` CTE (pg_notify on the schema's channel, read by the final
+-- SELECT's always-true condition). Kept as a reference: what a NOTIFY inside
+-- every submission costs (PostgreSQL serializes notifying commits).
 --
 --   pgbench -n -M prepared -j 1 -c 16 -T 6 -f scripts/bench/submission-notify.pgbench.sql postgres://…/bench_pgq_<pid>
 --

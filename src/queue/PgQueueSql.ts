@@ -65,9 +65,14 @@ export const makePgQueueSql = (sql: PgClient.PgClient) => {
   /**
    * Tells every instance LISTENing that `count` messages became ready (QueueChannel.ts): a statement
    * of its own, sent after theirs committed, never part of it (see PgMessageQueue.ts, "announcing").
+   * Its transaction commits without waiting for the WAL flush (`synchronous_commit` off for it alone):
+   * it writes no data, and a notifying commit holds PostgreSQL's server-wide notify lock until it returns.
    */
   const announce = (count: number) =>
-    Effect.asVoid(sql`SELECT pg_notify(${sql.literal(readyChannelExpression)}, ${String(count)})`)
+    Effect.asVoid(
+      sql`SELECT set_config('synchronous_commit', 'off', true),
+                 pg_notify(${sql.literal(readyChannelExpression)}, ${String(count)})`
+    )
 
   /**
    * Claims up to `max` due rows in the order they fell due (a new row when
