@@ -45,7 +45,10 @@ const attempt = (port: number, method: string, path: string, body?: string) =>
       const code = (error as { cause?: { code?: string } }).cause?.code
       if (code === "ECONNREFUSED") return { _tag: "Refused" }
       const name = (error as { name?: string }).name
-      return { _tag: "Failed", reason: name === "TimeoutError" ? "no answer within 2 s (hangs)" : String(error) }
+      return {
+        _tag: "Failed",
+        reason: name === "TimeoutError" ? "no answer within 2 s (hangs)" : `${String(error)} (${code ?? "no code"})`
+      }
     }
   })
 
@@ -226,14 +229,16 @@ describe("node src/main.ts", () => {
         )
 
         // The message that was in flight comes back (the outbox is the truth).
-        const second = yield* launch(dataDir, port, { LOG_FORMAT: "json" })
-        yield* awaitHealthy(second, port)
+        // On another port: in the moment between the two processes, another test's server may take this one.
+        const secondPort = yield* freePort
+        const second = yield* launch(dataDir, secondPort, { LOG_FORMAT: "json" })
+        yield* awaitHealthy(second, secondPort)
         assert.include(
           jsonLines(second.output()).map((line) => line.message),
           "recovered 1 messages from the outbox",
           outputOf(second)
         )
-        const again = yield* answered(second, port, "POST", "/queue/receive", "{}")
+        const again = yield* answered(second, secondPort, "POST", "/queue/receive", "{}")
         assert.deepStrictEqual(
           JSON.parse(again.text).messages.map((message: { readonly messageId: string }) => message.messageId),
           [inFlight[0].messageId]
